@@ -1,0 +1,76 @@
+"""anyfast-async: an asyncio client for AnyFast video generation tasks.
+
+>>> import anyfast_async
+>>> anyfast_async.TaskStatus.SUCCESS.is_terminal
+True
+"""
+
+from __future__ import annotations
+
+from ._client import AnyFast
+from ._config import (
+    CHINA_BASE_URL,
+    DEFAULT_BASE_URL,
+    UNSET,
+    Limits,
+    RetryPolicy,
+    Timeout,
+)
+from ._exceptions import (
+    AnyFastError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TaskFailedError,
+    TaskNotFoundError,
+    WaitTimeoutError,
+)
+from ._models import (
+    DashScopeOutput,
+    DashScopePayload,
+    DashScopeUsage,
+    SeedanceContent,
+    SeedancePayload,
+    SeedanceUsage,
+    Task,
+    TaskStatus,
+)
+from ._version import __version__
+
+__all__ = [
+    "CHINA_BASE_URL",
+    "DEFAULT_BASE_URL",
+    "UNSET",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AnyFast",
+    "AnyFastError",
+    "AuthenticationError",
+    "BadRequestError",
+    "DashScopeOutput",
+    "DashScopePayload",
+    "DashScopeUsage",
+    "Limits",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "SeedanceContent",
+    "SeedancePayload",
+    "SeedanceUsage",
+    "ServerError",
+    "Task",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskStatus",
+    "Timeout",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,302 @@
+"""The public session object, :class:`AnyFast`."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from types import TracebackType
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from ._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    UNSET,
+    Limits,
+    RetryPolicy,
+    Timeout,
+    _Unset,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._decode import decode_task, parse_retry_after, status_error
+from ._exceptions import AnyFastError, ResponseDecodeError
+from ._models import Task
+from ._retry import Sleep, retrying
+from ._transport import Response, Transport, default_user_agent
+
+__all__ = ["AnyFast", "task_path"]
+
+logger = logging.getLogger("anyfast_async")
+
+TASKS_PATH: Final = "/v1/video/generations"
+
+
+class _State(enum.Enum):
+    NEW = "not opened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def task_path(task_id: str) -> str:
+    """The query path of ``task_id``, sent as one percent-encoded path segment.
+
+    ``/``, ``?``, ``#``, spaces and dot segments cannot change which URL is requested.
+
+    Raises:
+        TypeError: ``task_id`` is not a string.
+        ValueError: ``task_id`` is empty or only whitespace.
+    """
+    if not isinstance(task_id, str):
+        raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+    if not task_id.strip():
+        raise ValueError("task_id must be a non-empty string")
+    segment = quote(task_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return f"{TASKS_PATH}/{segment}"
+
+
+class AnyFast:
+    """An asyncio client for the AnyFast video task API.
+
+    Use it as an async context manager; it owns one aiohttp session for its whole life::
+
+        async with AnyFast() as client:
+            task = await client.get_task("asyntask_...")
+            print(task.status, task.progress, task.result_url)
+
+    Args:
+        api_key: The API key. Defaults to the ``ANYFAST_API_KEY`` environment variable.
+            Surrounding whitespace is stripped; a key with whitespace or control characters
+            inside is refused.
+        base_url: The API origin. Defaults to ``ANYFAST_BASE_URL``, then
+            ``https://www.anyfast.ai``. The China host ``https://www.anyfast.com.cn`` is the
+            documented alternative (:data:`~anyfast_async.CHINA_BASE_URL`). Query a task on
+            the host that created it.
+        timeout: Per-request timeouts (:class:`Timeout`).
+        limits: Connection pool limits (:class:`Limits`), used when the client creates its own
+            session.
+        retry: How each request is retried (:class:`RetryPolicy`).
+        max_retries: Shortcut that overrides ``retry.max_retries``.
+        user_agent_suffix: Appended to the default ``User-Agent``
+            (``anyfast-async/<version> Python/<version> aiohttp/<version>``), e.g. your
+            application's name and version.
+        session: An aiohttp session to use instead of creating one. It is never closed by the
+            client; its connector limits apply.
+        max_response_bytes: Largest response body read into memory; a larger one raises
+            :class:`ResponseDecodeError` without being read.
+        sleep: The coroutine function used to wait between retries (and polls). Defaults to
+            :func:`anyio.sleep`; tests can pass one that does not really wait.
+
+    Raises:
+        ValueError: no API key was given or found, or an argument is invalid. The message names
+            ``ANYFAST_API_KEY`` and never contains the key.
+
+    The API key is sent only to the ``base_url`` origin, never appears in ``repr()``, log
+    records or exception messages, and redirects are not followed.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        max_retries: int | _Unset = UNSET,
+        user_agent_suffix: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Sleep | None = None,
+    ) -> None:
+        key = resolve_api_key(api_key)
+        self._base_url = resolve_base_url(base_url)
+        if not isinstance(max_retries, _Unset):
+            retry = RetryPolicy(
+                max_retries=max_retries,
+                initial_backoff=retry.initial_backoff,
+                max_backoff=retry.max_backoff,
+                max_retry_after=retry.max_retry_after,
+            )
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        self._timeout = timeout
+        self._limits = limits
+        self._max_response_bytes = max_response_bytes
+        self._retry = retry
+        self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
+        self._rng = random.Random()
+        self._state = _State.NEW
+        self._transport = Transport(
+            base_url=self._base_url,
+            api_key=key,
+            timeout=timeout,
+            limits=limits,
+            user_agent=default_user_agent(user_agent_suffix),
+            max_response_bytes=max_response_bytes,
+            session=session,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"<AnyFast base_url={self._base_url!r} {self._state.value}>"
+
+    @property
+    def base_url(self) -> str:
+        """The API origin requests go to."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The per-request timeouts."""
+        return self._timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The per-request retry policy."""
+        return self._retry
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` has run."""
+        return self._state is _State.CLOSED
+
+    async def __aenter__(self) -> AnyFast:
+        if self._state is _State.OPEN:
+            raise RuntimeError("this AnyFast client is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this AnyFast client is closed; create a new one")
+        await self._transport.open()
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and its own aiohttp session (an injected one is left open).
+
+        Safe to call more than once.
+        """
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        await self._transport.close()
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise RuntimeError(
+                    "this AnyFast client is not open: use `async with AnyFast(...) as client:`"
+                )
+            raise RuntimeError("this AnyFast client is closed; create a new one")
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        """Fetch a task's current state once.
+
+        Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried per the
+        client's :class:`RetryPolicy`; when the retries run out the last error is raised.
+
+        Args:
+            task_id: The id returned by the create call. Treated as an opaque string and sent
+                as one percent-encoded path segment.
+
+        Returns:
+            The :class:`Task`. A task that failed is returned, not raised: check
+            :attr:`Task.status`.
+
+        Raises:
+            ValueError: ``task_id`` is empty or whitespace (nothing is sent).
+            TaskNotFoundError: no such task for this key.
+            AuthenticationError: the key is invalid, expired, or out of quota.
+            PermissionDeniedError: the key may not read this task.
+            RateLimitError: throttled, and the retries ran out.
+            ServerError: the server failed, and the retries ran out.
+            APIConnectionError: no usable answer (APITimeoutError on a timeout).
+            ResponseDecodeError: the answer is not a task record.
+            RuntimeError: the client is not open.
+        """
+        path = task_path(task_id)
+        self._check_open()
+        return await self._get_task_at(path)
+
+    async def _get_task_at(self, path: str) -> Task:
+        return await retrying(
+            lambda attempt: self._fetch_task(path, attempt),
+            policy=self._retry,
+            sleep=self._sleep,
+            rng=self._rng,
+            what=f"GET {path}",
+        )
+
+    async def _fetch_task(self, path: str, attempt: int = 1) -> Task:
+        """One GET of one task, decoded; no retry."""
+        response = await self._send("GET", path, attempt)
+        if 200 <= response.status < 300:
+            if response.oversize:
+                raise _oversize(response, self._max_response_bytes)
+            return decode_task(
+                response.body, status_code=response.status, request_id=response.request_id
+            )
+        raise _error_from(response)
+
+    async def _send(
+        self, method: str, path: str, attempt: int = 1, *, json_body: bytes | None = None
+    ) -> Response:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return await self._transport.request(method, path, json_body=json_body)
+        started = time.perf_counter()
+        try:
+            response = await self._transport.request(method, path, json_body=json_body)
+        except AnyFastError as exc:
+            logger.debug(
+                "%s %s attempt %d failed after %.1f ms: %s",
+                method,
+                path,
+                attempt,
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+            )
+            raise
+        logger.debug(
+            "%s %s -> %d attempt %d in %.1f ms (request id %s)",
+            method,
+            path,
+            response.status,
+            attempt,
+            (time.perf_counter() - started) * 1000,
+            response.request_id,
+        )
+        return response
+
+
+def _oversize(response: Response, limit: int) -> ResponseDecodeError:
+    return ResponseDecodeError(
+        f"answer body is larger than the {limit}-byte limit; it was not read",
+        status_code=response.status,
+        request_id=response.request_id,
+    )
+
+
+def _error_from(response: Response) -> AnyFastError:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return status_error(
+        response.status, response.body, request_id=response.request_id, retry_after=retry_after
+    )

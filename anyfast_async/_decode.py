@@ -1,0 +1,243 @@
+"""Bytes to models, or to the right error.
+
+The success path is one call to a module-level :class:`msgspec.json.Decoder`. Everything else
+(error bodies in three shapes, HTML from proxies, empty or truncated bodies, JSON of the wrong
+shape) is read by the slower, lenient path here and turned into an :class:`AnyFastError`
+carrying the request id and a short excerpt of the body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from typing import Any, Final
+
+import msgspec
+
+from ._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TaskNotFoundError,
+)
+from ._models import Task
+
+__all__ = ["decode_task", "excerpt", "parse_retry_after", "status_error"]
+
+#: Characters of a body kept on an error.
+EXCERPT_CHARS: Final = 200
+
+TASK_NOT_EXIST: Final = "task_not_exist"
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    code: str = ""
+    message: str = ""
+    data: Task | None = None
+
+
+_ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
+_ANY_DECODER: Final = msgspec.json.Decoder()
+_PATH_RE: Final = re.compile(r" - at `(\$[^`]*)`$")
+_REQUEST_ID_RE: Final = re.compile(r"\s*\(request id: ([^)]*)\)\s*$")
+
+
+def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """Return the first ``limit`` characters of ``body`` as text, for an error message."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    if len(text) > limit:
+        return text[:limit] + "…"
+    return text
+
+
+def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None = None) -> Task:
+    """Decode a 2xx task-query body into a :class:`Task`.
+
+    Raises:
+        APIStatusError: the envelope's ``code`` is not ``"success"`` (subclass chosen by
+            :func:`status_error`).
+        ResponseDecodeError: the body is not JSON, or not an envelope holding a task.
+    """
+    try:
+        envelope = _ENVELOPE_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        # Before blaming the body, see whether it is a well-formed error envelope whose
+        # data is not a task (a non-success code with odd data).
+        failure = _non_success_envelope(body, status_code, request_id)
+        if failure is not None:
+            raise failure from None
+        raise _decode_error(exc, body, status_code, request_id) from None
+    if envelope.code != "success":
+        raise status_error(status_code, body, request_id=request_id, parsed=envelope)
+    if envelope.data is None:
+        raise ResponseDecodeError(
+            "answer has code 'success' but no task in 'data'",
+            status_code=status_code,
+            path="$.data",
+            request_id=request_id,
+            body=excerpt(body),
+        )
+    return envelope.data
+
+
+def _decode_error(
+    exc: msgspec.DecodeError, body: bytes, status_code: int, request_id: str | None
+) -> ResponseDecodeError:
+    text = str(exc)
+    path = None
+    match = _PATH_RE.search(text)
+    if match:
+        path = match.group(1)
+        text = text[: match.start()]
+    if not body.strip():
+        what = "empty body"
+    elif isinstance(exc, msgspec.ValidationError):
+        what = f"unexpected JSON shape: {text}" + (f" at {path}" if path else "")
+    elif body.lstrip()[:1] == b"<":
+        what = "body is HTML, not JSON"
+    else:
+        what = f"body is not valid JSON ({text})"
+    return ResponseDecodeError(
+        f"could not decode the task answer: {what}",
+        status_code=status_code,
+        path=path,
+        request_id=request_id,
+        body=excerpt(body),
+    )
+
+
+def _non_success_envelope(
+    body: bytes, status_code: int, request_id: str | None
+) -> APIStatusError | None:
+    try:
+        doc = _ANY_DECODER.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(doc, dict):
+        code = doc.get("code")
+        if isinstance(code, str) and code and code != "success":
+            return status_error(status_code, body, request_id=request_id, parsed_doc=doc)
+        if "error" in doc and "data" not in doc:
+            return status_error(status_code, body, request_id=request_id, parsed_doc=doc)
+    return None
+
+
+def _describe_non_json(body: bytes) -> str:
+    stripped = body.strip()
+    if not stripped:
+        return "empty body"
+    if stripped[:1] == b"<":
+        title = re.search(rb"<title[^>]*>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
+        if title:
+            name = title.group(1).decode("utf-8", errors="replace").strip()[:100]
+            return f"HTML page: {name!r}"
+        return "HTML page"
+    return "non-JSON body"
+
+
+def status_error(
+    status_code: int,
+    body: bytes,
+    *,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    parsed: _Envelope | None = None,
+    parsed_doc: Any = None,
+) -> APIStatusError:
+    """Build the :class:`APIStatusError` subclass for an error answer.
+
+    Understands the three error shapes the gateway sends (the task envelope
+    ``{"code", "message", "data"}``, the OpenAI-style ``{"error": {"message", "type",
+    "code"}}``, and a panic ``{"error": {"message", "type"}}``) and non-JSON bodies (HTML from
+    a proxy, an empty body).
+    """
+    code = ""
+    message = ""
+    if parsed is not None:
+        code, message = parsed.code, parsed.message
+    else:
+        doc = parsed_doc
+        if doc is None and body.strip():
+            try:
+                doc = _ANY_DECODER.decode(body)
+            except msgspec.DecodeError:
+                doc = None
+        if isinstance(doc, dict):
+            error = doc.get("error")
+            if isinstance(error, dict):
+                code = _text(error.get("code")) or _text(error.get("type"))
+                message = _text(error.get("message"))
+            elif isinstance(error, str):
+                message = error
+            else:
+                code = _text(doc.get("code"))
+                message = _text(doc.get("message"))
+        if not message and not code:
+            message = _describe_non_json(body) if not isinstance(doc, dict) else "no message"
+    match = _REQUEST_ID_RE.search(message)
+    if match:
+        request_id = request_id or match.group(1).strip() or None
+        message = message[: match.start()]
+    if message == code:
+        message = message.replace("_", " ")
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "code": code,
+        "request_id": request_id,
+        "body": excerpt(body),
+    }
+    if code == TASK_NOT_EXIST or status_code == 404:
+        return TaskNotFoundError(message or "task not found", **kwargs)
+    if status_code == 429:
+        return RateLimitError(message or "rate limited", retry_after=retry_after, **kwargs)
+    cls: type[APIStatusError] = _CLASS_BY_STATUS.get(status_code, APIStatusError)
+    if cls is APIStatusError and status_code >= 500:
+        cls = ServerError
+    return cls(message, **kwargs)
+
+
+_CLASS_BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+}
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` header: delay seconds or an HTTP date. Junk gives ``None``.
+
+    >>> parse_retry_after("2.5")
+    2.5
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None or when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)

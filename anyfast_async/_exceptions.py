@@ -1,0 +1,231 @@
+"""The exceptions raised by anyfast-async.
+
+Every error the SDK raises is an :class:`AnyFastError`. The first split is between
+"no usable response arrived" (transport) and "the server answered, and the answer was no"
+(status)::
+
+    AnyFastError
+    ├── APIConnectionError          no usable response (DNS, refused, reset, TLS)
+    │   └── APITimeoutError         also a builtin TimeoutError
+    ├── APIStatusError              .status_code .code .message .request_id .body (excerpt)
+    │   ├── BadRequestError         400
+    │   ├── AuthenticationError     401
+    │   ├── PermissionDeniedError   403
+    │   ├── TaskNotFoundError       404, or any status whose body code is "task_not_exist"
+    │   ├── RateLimitError          429, .retry_after
+    │   └── ServerError             5xx
+    ├── ResponseDecodeError         2xx whose body is not the expected JSON (.body excerpt, .path)
+    ├── TaskFailedError             the task ended in FAILURE (.task, .reason)
+    └── WaitTimeoutError            the wait's deadline passed (.task_id, .last_task);
+                                    also a builtin TimeoutError
+
+A 200 answer whose envelope ``code`` is not ``"success"`` is an :class:`APIStatusError`
+(of the class its status and code select). No exception message, ``repr`` or attribute ever
+holds the API key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Task
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AnyFastError",
+    "AuthenticationError",
+    "BadRequestError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "WaitTimeoutError",
+]
+
+
+class AnyFastError(Exception):
+    """Base class of every error raised by anyfast-async."""
+
+
+class APIConnectionError(AnyFastError):
+    """No usable response arrived: DNS failure, refused or reset connection, TLS error.
+
+    Attributes:
+        method: The HTTP method of the request.
+        path: The path of the request (never the full URL with credentials).
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """The request timed out (connect, read or total). Also a builtin :class:`TimeoutError`."""
+
+
+class APIStatusError(AnyFastError):
+    """The server answered with an error.
+
+    Raised for a non-2xx answer, and for a 200 answer whose envelope ``code`` is not
+    ``"success"``.
+
+    Attributes:
+        status_code: The HTTP status of the answer.
+        code: The error code from the body (``"task_not_exist"``, ``"invalid_api_key"``, ...);
+            for an OpenAI-style body with an empty code, its ``type`` (``"new_api_error"``);
+            ``""`` when the body had neither.
+        message: The error text from the body, or a description of the body when it was not
+            JSON (an HTML page, an empty body).
+        request_id: The gateway's request id (``X-Oneapi-Request-Id`` header, else from the
+            body), or ``None``. Quote it when you contact support.
+        body: A short excerpt of the raw body, for diagnostics.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str = "",
+        request_id: str | None = None,
+        body: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.body = body
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"HTTP {self.status_code}"]
+        if self.code:
+            parts.append(f"[{self.code}]")
+        text = " ".join(parts) + (f": {self.message}" if self.message else "")
+        if self.request_id:
+            text += f" (request id: {self.request_id})"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400: the request was invalid."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the API key is missing, unknown, disabled, expired, or out of quota."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the key may not do this (banned account, IP allow-list, model restriction)."""
+
+
+class TaskNotFoundError(APIStatusError):
+    """The task does not exist, or belongs to another account.
+
+    The gateway answers HTTP 400 with code ``task_not_exist`` for an unknown id; an HTTP 404
+    is mapped here too.
+    """
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: too many requests.
+
+    Attributes:
+        retry_after: Seconds the server asked to wait (from ``Retry-After``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str = "",
+        request_id: str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            message, status_code=status_code, code=code, request_id=request_id, body=body
+        )
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx: the gateway or a proxy in front of it failed."""
+
+
+class ResponseDecodeError(AnyFastError):
+    """A successful answer whose body is not the expected JSON.
+
+    Attributes:
+        status_code: The HTTP status of the answer.
+        path: The JSON path where decoding failed (``$.data.status``), or ``None``.
+        request_id: The gateway's request id, or ``None``.
+        body: A short excerpt of the raw body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 200,
+        path: str | None = None,
+        request_id: str | None = None,
+        body: str = "",
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.path = path
+        self.request_id = request_id
+        self.body = body
+        text = message
+        if request_id:
+            text += f" (request id: {request_id})"
+        if body:
+            text += f"; body starts: {body!r}"
+        super().__init__(text)
+
+
+class TaskFailedError(AnyFastError):
+    """The task ended with status FAILURE.
+
+    Attributes:
+        task: The final :class:`~anyfast_async.Task`.
+        reason: The failure reason reported by the gateway (may be empty).
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.reason = task.error or ""
+        super().__init__(
+            f"task {task.task_id!r} failed: {self.reason}"
+            if self.reason
+            else f"task {task.task_id!r} failed"
+        )
+
+
+class WaitTimeoutError(AnyFastError, TimeoutError):
+    """The wait's deadline passed before the task reached a terminal status.
+
+    Also a builtin :class:`TimeoutError`.
+
+    Attributes:
+        task_id: The task that was being waited for.
+        last_task: The last :class:`~anyfast_async.Task` seen, or ``None`` if no poll succeeded.
+        timeout: The deadline, in seconds, that passed.
+    """
+
+    def __init__(self, task_id: str, *, last_task: Task | None, timeout: float) -> None:
+        self.task_id = task_id
+        self.last_task = last_task
+        self.timeout = timeout
+        seen = f"; last status {last_task.raw_status}" if last_task is not None else ""
+        super().__init__(f"task {task_id!r} did not finish within {timeout:g} s{seen}")

@@ -1,0 +1,326 @@
+"""Typed views of AnyFast responses. No I/O happens here.
+
+A task record decodes into :class:`Task` in one pass. Fields the server may leave out have
+defaults; unknown fields are ignored. Values that need interpretation (status, progress, the
+result URL, timestamps) are exposed as properties computed from the raw fields, which are kept.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+__all__ = [
+    "DashScopeOutput",
+    "DashScopePayload",
+    "DashScopeUsage",
+    "SeedanceContent",
+    "SeedancePayload",
+    "SeedanceUsage",
+    "Task",
+    "TaskStatus",
+]
+
+
+class TaskStatus(str, enum.Enum):
+    """The platform status of a task.
+
+    ``SUCCESS`` and ``FAILURE`` are terminal; every other value, ``UNKNOWN`` included, means
+    "keep polling". A status string the SDK does not know maps to ``UNKNOWN`` (the raw string is
+    kept in :attr:`Task.raw_status`), so a new status on the server never breaks a client.
+    """
+
+    NOT_START = "NOT_START"
+    SUBMITTED = "SUBMITTED"
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has finished (``SUCCESS`` or ``FAILURE``)."""
+        return self is TaskStatus.SUCCESS or self is TaskStatus.FAILURE
+
+    @classmethod
+    def parse(cls, raw: str) -> TaskStatus:
+        """Map a raw status string to a :class:`TaskStatus`; never raises.
+
+        Matching ignores case and surrounding space. Besides the platform's own words, a few
+        aliases used by providers that pass their own vocabulary through are understood:
+        ``FAILED`` (FAILURE), ``SUCCEEDED`` (SUCCESS), ``PROCESSING`` and ``RUNNING``
+        (IN_PROGRESS), ``PENDING`` (QUEUED). Anything else is ``UNKNOWN``.
+
+        >>> TaskStatus.parse("IN_PROGRESS")
+        <TaskStatus.IN_PROGRESS: 'IN_PROGRESS'>
+        >>> TaskStatus.parse("warming_up")
+        <TaskStatus.UNKNOWN: 'UNKNOWN'>
+        """
+        found = _STATUS_BY_RAW.get(raw)
+        if found is not None:
+            return found
+        return _STATUS_BY_RAW.get(raw.strip().upper(), cls.UNKNOWN)
+
+
+_STATUS_BY_RAW: Final[dict[str, TaskStatus]] = {
+    **{s.value: s for s in TaskStatus},
+    "FAILED": TaskStatus.FAILURE,
+    "SUCCEEDED": TaskStatus.SUCCESS,
+    "PROCESSING": TaskStatus.IN_PROGRESS,
+    "RUNNING": TaskStatus.IN_PROGRESS,
+    "PENDING": TaskStatus.QUEUED,
+}
+
+
+def parse_progress(raw: object) -> int | None:
+    """Parse a progress value (``"50%"``, ``50``, ``"50"``, ``""``, junk) into 0..100 or None.
+
+    >>> parse_progress("75%"), parse_progress(30), parse_progress(""), parse_progress("n/a")
+    (75, 30, None, None)
+    """
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float):
+        if raw != raw:  # NaN
+            return None
+        value = int(raw)
+    elif isinstance(raw, str):
+        text = raw.strip().removesuffix("%").strip()
+        try:
+            value = int(float(text)) if "." in text else int(text)
+        except (ValueError, OverflowError):
+            return None
+    else:
+        return None
+    return min(max(value, 0), 100)
+
+
+def _is_url(value: str | None) -> bool:
+    return value is not None and value.startswith(("https://", "http://", "/"))
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    if not value or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+class DashScopeOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """``data.data.output`` of an Alibaba DashScope task (HappyHorse, Wan)."""
+
+    task_id: str | None = None
+    task_status: str | None = None
+    video_url: str | None = None
+    orig_prompt: str | None = None
+    submit_time: str | None = None
+    scheduled_time: str | None = None
+    end_time: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class DashScopeUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """``data.data.usage`` of a DashScope task; present once the task succeeded."""
+
+    sr: int | None = msgspec.field(default=None, name="SR")
+    duration: float | None = None
+    input_video_duration: float | None = None
+    output_video_duration: float | None = None
+    ratio: str | None = None
+    video_count: int | None = None
+
+
+class DashScopePayload(msgspec.Struct, frozen=True, kw_only=True):
+    """The raw upstream payload of a DashScope task (``data.data``), typed."""
+
+    output: DashScopeOutput | None = None
+    usage: DashScopeUsage | None = None
+    request_id: str | None = None
+
+
+class SeedanceContent(msgspec.Struct, frozen=True, kw_only=True):
+    """``data.data.content`` of a Seedance task."""
+
+    video_url: str | None = None
+
+
+class SeedanceUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """``data.data.usage`` of a Seedance task (token counts, the billing unit)."""
+
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    super_resolution_tokens: int | None = None
+
+
+class SeedancePayload(msgspec.Struct, frozen=True, kw_only=True):
+    """The raw upstream payload of a ByteDance Seedance task (``data.data``), typed."""
+
+    id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    content: SeedanceContent | None = None
+    usage: SeedanceUsage | None = None
+    duration: float | None = None
+    ratio: str | None = None
+    resolution: str | None = None
+    super_resolution: str | None = None
+    framespersecond: int | None = None
+    generate_audio: bool | None = None
+    draft: bool | None = None
+    seed: int | None = None
+    service_tier: str | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    """One video generation task, as ``GET /v1/video/generations/{task_id}`` reports it.
+
+    Only ``status`` is required from the server; every other field may be missing. Decide what
+    to do from :attr:`status` (or :attr:`is_terminal`), never from the raw upstream
+    :attr:`data`.
+
+    Attributes:
+        raw_status: The status string exactly as sent.
+        task_id: The platform task id (``asyntask_...``), or ``""`` if not sent.
+        action: The task sub-type (``generate``, ``referenceGenerate``, ...), an open string.
+        raw_result_url: ``result_url`` as sent; see :attr:`result_url` for the usable value.
+        original_result_url: For super-resolution tasks, the upstream's pre-enhancement video.
+        fail_reason: As sent. On FAILURE the reason; on SUCCESS a legacy copy of the URL.
+        submit_time: Unix seconds as sent (``0`` or missing: unknown); see :attr:`submitted_at`.
+        start_time: Unix seconds as sent; see :attr:`started_at`.
+        finish_time: Unix seconds as sent; see :attr:`finished_at`.
+        raw_progress: ``progress`` as sent (normally ``"50%"``); see :attr:`progress`.
+        request_id: The platform's trace id for this task.
+        data: The provider's last raw answer, passed through (a dict, ``None``, or anything).
+            See :attr:`dashscope` and :attr:`seedance` for typed views.
+    """
+
+    raw_status: str = msgspec.field(name="status")
+    task_id: str = ""
+    action: str = ""
+    raw_result_url: str | None = msgspec.field(default=None, name="result_url")
+    original_result_url: str | None = None
+    fail_reason: str | None = None
+    submit_time: float | None = None
+    start_time: float | None = None
+    finish_time: float | None = None
+    raw_progress: Any = msgspec.field(default=None, name="progress")
+    request_id: str | None = None
+    data: Any = None
+
+    @property
+    def status(self) -> TaskStatus:
+        """The status as a :class:`TaskStatus` (``UNKNOWN`` for a string the SDK does not know)."""
+        return TaskStatus.parse(self.raw_status)
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has finished, successfully or not."""
+        return self.status.is_terminal
+
+    @property
+    def progress(self) -> int | None:
+        """Progress in percent (0 to 100), or ``None`` when missing or unreadable."""
+        return parse_progress(self.raw_progress)
+
+    @property
+    def result_url(self) -> str | None:
+        """The URL of the finished video, or ``None``.
+
+        ``None`` whenever the task failed (newer gateways repeat the error text in
+        ``result_url``). Otherwise ``result_url`` when it holds a URL; on SUCCESS without one,
+        ``fail_reason`` when it holds a URL (older gateways put it there), then the upstream
+        ``output.video_url`` (DashScope) or ``content.video_url`` (Seedance). The URL is signed
+        and expires 24 hours after the task finished.
+        """
+        status = self.status
+        if status is TaskStatus.FAILURE:
+            return None
+        if _is_url(self.raw_result_url):
+            return self.raw_result_url
+        if status is not TaskStatus.SUCCESS:
+            return None
+        if _is_url(self.fail_reason):
+            return self.fail_reason
+        data = self.data
+        if isinstance(data, dict):
+            for key in ("output", "content"):
+                inner = data.get(key)
+                if isinstance(inner, dict):
+                    url = inner.get("video_url")
+                    if isinstance(url, str) and _is_url(url):
+                        return url
+        return None
+
+    @property
+    def error(self) -> str | None:
+        """The failure reason when the task failed, else ``None``.
+
+        On SUCCESS ``fail_reason`` is a legacy copy of the URL and is never an error.
+        """
+        if self.status is not TaskStatus.FAILURE:
+            return None
+        if self.fail_reason:
+            return self.fail_reason
+        if self.raw_result_url and not _is_url(self.raw_result_url):
+            return self.raw_result_url
+        return ""
+
+    @property
+    def submitted_at(self) -> datetime | None:
+        """When the task was submitted (UTC), or ``None`` if unknown."""
+        return _timestamp(self.submit_time)
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the provider started the task (UTC), or ``None`` if unknown or not yet."""
+        return _timestamp(self.start_time)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When the task finished (UTC), or ``None`` if unknown or not yet."""
+        return _timestamp(self.finish_time)
+
+    @property
+    def dashscope(self) -> DashScopePayload | None:
+        """:attr:`data` read as a DashScope payload (HappyHorse, Wan), or ``None``."""
+        data = self.data
+        if not isinstance(data, dict) or not isinstance(data.get("output"), dict):
+            return None
+        return _convert(data, DashScopePayload)
+
+    @property
+    def seedance(self) -> SeedancePayload | None:
+        """:attr:`data` read as a Seedance payload, or ``None``."""
+        data = self.data
+        if not isinstance(data, dict) or "output" in data:
+            return None
+        model = data.get("model")
+        ident = data.get("id")
+        if (
+            "content" in data
+            or (isinstance(model, str) and model.startswith(("doubao-seedance", "seedance")))
+            or (isinstance(ident, str) and ident.startswith("cgt-"))
+        ):
+            return _convert(data, SeedancePayload)
+        return None
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _convert(data: dict[str, Any], kind: type[_S]) -> _S | None:
+    try:
+        return msgspec.convert(data, kind, strict=False)
+    except msgspec.ValidationError:
+        return None

@@ -1,0 +1,195 @@
+"""HTTP transport: owns the aiohttp session, and is the one place aiohttp errors are translated.
+
+This module knows nothing of tasks. It sends one request to the configured API origin and hands
+back the status, headers and body (read with a size cap), or raises an
+:class:`~anyfast_async.APIConnectionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+from collections.abc import Iterator, Mapping
+from typing import Final
+
+import aiohttp
+import yarl
+
+from ._config import Limits, Timeout
+from ._exceptions import APIConnectionError, APITimeoutError
+from ._version import __version__
+
+__all__ = ["Response", "Transport", "default_user_agent"]
+
+REQUEST_ID_HEADER: Final = "X-Oneapi-Request-Id"
+_CHUNK: Final = 64 * 1024
+
+
+def default_user_agent(suffix: str | None = None) -> str:
+    """The User-Agent sent with every request: the SDK, its version, Python and aiohttp."""
+    agent = (
+        f"anyfast-async/{__version__} Python/{platform.python_version()} "
+        f"aiohttp/{aiohttp.__version__}"
+    )
+    if suffix:
+        if any(ch in suffix for ch in "\r\n\0"):
+            raise ValueError("user_agent_suffix must not contain line breaks or NUL")
+        agent = f"{agent} {suffix.strip()}"
+    return agent
+
+
+class Response:
+    """A complete HTTP answer: status, headers and the body bytes (possibly cut at the cap)."""
+
+    __slots__ = ("body", "headers", "oversize", "request_id", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        oversize: bool = False,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.oversize = oversize
+        self.request_id: str | None = headers.get(REQUEST_ID_HEADER) or None
+
+
+@contextlib.contextmanager
+def _translate(method: str, path: str) -> Iterator[None]:
+    """Turn aiohttp and socket exceptions into ours, with the most specific class."""
+    try:
+        yield
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise APITimeoutError(
+            f"{method} {path} timed out ({type(exc).__name__})", method=method, path=path
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise APIConnectionError(
+            f"{method} {path}: cannot connect to {exc.host}:{exc.port} ({exc.os_error})",
+            method=method,
+            path=path,
+        ) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise APIConnectionError(
+            f"{method} {path}: server closed the connection without a complete answer",
+            method=method,
+            path=path,
+        ) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise APIConnectionError(
+            f"{method} {path}: the answer's body was cut off ({exc})", method=method, path=path
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise APIConnectionError(
+            f"{method} {path}: {type(exc).__name__}: {exc}", method=method, path=path
+        ) from exc
+
+
+class Transport:
+    """Sends requests to one API origin with one aiohttp session.
+
+    The session is created by :meth:`open` (inside the running loop) and closed by
+    :meth:`close`, unless it was passed in, in which case it is used but never closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: Timeout,
+        limits: Limits,
+        user_agent: str,
+        max_response_bytes: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+        )
+        self._limits = limits
+        self._user_agent = user_agent
+        self._max_bytes = max_response_bytes
+        self._session = session
+        self._owns_session = session is None
+        self._headers: Final = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url}>"
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        return self._session
+
+    async def open(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections,
+                keepalive_timeout=self._limits.keepalive_expiry,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, raise_for_status=False
+            )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    def url(self, path: str) -> yarl.URL:
+        """The absolute URL of ``path`` (already percent-encoded) on the API origin."""
+        return yarl.URL(self.base_url + path, encoded=True)
+
+    async def request(self, method: str, path: str, *, json_body: bytes | None = None) -> Response:
+        """Send one request to the API origin and read the whole answer.
+
+        Redirects are not followed: the API key must never travel to another origin, and the
+        API does not redirect. A body larger than the cap is not read; the answer comes back
+        with ``oversize=True`` and an empty body.
+
+        Raises:
+            APIConnectionError: no usable answer (refused, reset, cut-off body).
+            APITimeoutError: a timeout fired.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError("transport is not open")
+        headers = self._headers
+        if json_body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        with _translate(method, path):
+            async with session.request(
+                method,
+                self.url(path),
+                headers=headers,
+                data=json_body,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as resp:
+                limit = self._max_bytes
+                length = resp.content_length
+                if length is not None and length > limit:
+                    resp.close()
+                    return Response(resp.status, resp.headers, b"", oversize=True)
+                if length is not None:
+                    body = await resp.read()
+                else:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            resp.close()
+                            return Response(resp.status, resp.headers, b"", oversize=True)
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
+                return Response(resp.status, resp.headers, body)
