@@ -45,6 +45,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package and the tests."""
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "-p", PACKAGE)
+    session.run("mypy", "--strict", "tests", "examples")
 
 
 @nox.session

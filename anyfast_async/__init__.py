@@ -13,7 +13,9 @@ from ._config import (
     DEFAULT_BASE_URL,
     UNSET,
     Limits,
+    PollPolicy,
     RetryPolicy,
+    Throttle,
     Timeout,
 )
 from ._exceptions import (
@@ -40,7 +42,10 @@ from ._models import (
     SeedanceUsage,
     Task,
     TaskStatus,
+    TaskUpdate,
+    WatcherStatistics,
 )
+from ._scheduler import TaskHandle, UpdateStream, Watcher
 from ._version import __version__
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "DashScopeUsage",
     "Limits",
     "PermissionDeniedError",
+    "PollPolicy",
     "RateLimitError",
     "ResponseDecodeError",
     "RetryPolicy",
@@ -68,9 +74,15 @@ __all__ = [
     "ServerError",
     "Task",
     "TaskFailedError",
+    "TaskHandle",
     "TaskNotFoundError",
     "TaskStatus",
+    "TaskUpdate",
+    "Throttle",
     "Timeout",
+    "UpdateStream",
     "WaitTimeoutError",
+    "Watcher",
+    "WatcherStatistics",
     "__version__",
 ]

@@ -6,8 +6,10 @@ import enum
 import logging
 import random
 import time
+import weakref
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 import aiohttp
@@ -16,21 +18,29 @@ import anyio
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_POLL,
     DEFAULT_RETRY,
+    DEFAULT_THROTTLE,
     DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
     UNSET,
     Limits,
+    PollPolicy,
     RetryPolicy,
+    Throttle,
     Timeout,
     _Unset,
     resolve_api_key,
     resolve_base_url,
 )
 from ._decode import decode_task, parse_retry_after, status_error
-from ._exceptions import AnyFastError, ResponseDecodeError
+from ._exceptions import AnyFastError, RateLimitError, ResponseDecodeError
 from ._models import Task
-from ._retry import Sleep, retrying
+from ._retry import Pacer, Sleep, retrying
 from ._transport import Response, Transport, default_user_agent
+
+if TYPE_CHECKING:
+    from ._scheduler import Scheduler, UpdateStream, Watcher
 
 __all__ = ["AnyFast", "task_path"]
 
@@ -58,7 +68,10 @@ def task_path(task_id: str) -> str:
         raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
     if not task_id.strip():
         raise ValueError("task_id must be a non-empty string")
-    segment = quote(task_id, safe="")
+    try:
+        segment = quote(task_id, safe="")
+    except UnicodeEncodeError:
+        raise ValueError("task_id must be valid Unicode text (it has a lone surrogate)") from None
     if segment in (".", ".."):
         segment = segment.replace(".", "%2E")
     return f"{TASKS_PATH}/{segment}"
@@ -93,8 +106,12 @@ class AnyFast:
             client; its connector limits apply.
         max_response_bytes: Largest response body read into memory; a larger one raises
             :class:`ResponseDecodeError` without being read.
-        sleep: The coroutine function used to wait between retries (and polls). Defaults to
-            :func:`anyio.sleep`; tests can pass one that does not really wait.
+        max_rate: A cap on polls per second across every watch of this client (``None``:
+            no cap besides the concurrency limits).
+        throttle: How the shared polling budget reacts to HTTP 429 (:class:`Throttle`).
+        sleep: The coroutine function used to wait between retries and for the polling
+            budget. Defaults to :func:`anyio.sleep`; tests can pass one that does not really
+            wait.
 
     Raises:
         ValueError: no API key was given or found, or an argument is invalid. The message names
@@ -116,6 +133,8 @@ class AnyFast:
         user_agent_suffix: str | None = None,
         session: aiohttp.ClientSession | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_rate: float | None = None,
+        throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Sleep | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
@@ -136,6 +155,10 @@ class AnyFast:
         self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
         self._rng = random.Random()
         self._state = _State.NEW
+        self._pacer = Pacer(
+            throttle, max_rate=max_rate, sleep=self._sleep, clock=anyio.current_time
+        )
+        self._schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
         self._transport = Transport(
             base_url=self._base_url,
             api_key=key,
@@ -196,6 +219,8 @@ class AnyFast:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        for scheduler in list(self._schedulers):
+            await scheduler.aclose()
         await self._transport.close()
 
     def _check_open(self) -> None:
@@ -246,16 +271,251 @@ class AnyFast:
             what=f"GET {path}",
         )
 
+    async def _poll_once(self, path: str) -> Task:
+        """One paced GET for the schedulers: waits for the shared budget; no retry."""
+        await self._pacer.acquire()
+        return await self._fetch_task(path)
+
     async def _fetch_task(self, path: str, attempt: int = 1) -> Task:
-        """One GET of one task, decoded; no retry."""
+        """One GET of one task, decoded; no retry. Reports throttling to the shared budget."""
         response = await self._send("GET", path, attempt)
         if 200 <= response.status < 300:
+            self._pacer.succeeded()
             if response.oversize:
                 raise _oversize(response, self._max_response_bytes)
             return decode_task(
                 response.body, status_code=response.status, request_id=response.request_id
             )
-        raise _error_from(response)
+        error = _error_from(response)
+        if isinstance(error, RateLimitError):
+            self._pacer.throttled(error.retry_after)
+        raise error
+
+    # -- watching --------------------------------------------------------------------------
+
+    def _poller_limit(self, concurrency: int) -> int:
+        """Pollers to run: ``concurrency``, but never more than the connection pool holds."""
+        pool = self._transport.connection_limit
+        return concurrency if not pool else min(concurrency, pool)
+
+    def _scheduler(
+        self,
+        *,
+        concurrency: int,
+        timeout: float | None,
+        poll: PollPolicy | None,
+        poll_interval: float | None,
+        close_when_idle: bool,
+    ) -> Scheduler:
+        from ._scheduler import Scheduler
+
+        self._check_open()
+        if poll is not None and poll_interval is not None:
+            raise ValueError("pass poll= or poll_interval=, not both")
+        policy = PollPolicy.fixed(poll_interval) if poll_interval is not None else poll
+        return Scheduler(
+            self,
+            concurrency=concurrency,
+            poll=policy or DEFAULT_POLL,
+            timeout=timeout,
+            close_when_idle=close_when_idle,
+            stop_on_fatal=close_when_idle,
+        )
+
+    def watch(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> UpdateStream:
+        """Watch one task: an async iterator of its :class:`TaskUpdate` s.
+
+        ::
+
+            async for update in client.watch(task_id, timeout=600):
+                print(update.status, update.progress)
+
+        The first poll is immediate. An update is yielded for the first observation and then
+        only when the status or the progress changes; after the terminal update (SUCCESS or
+        FAILURE, with ``update.error`` a :class:`TaskFailedError` for FAILURE) the iteration
+        ends. Transient errors (connection errors, timeouts, 429, 5xx) do not end the watch:
+        polling goes on with backoff until the deadline.
+
+        Args:
+            task_id: The task to watch.
+            timeout: Seconds until the deadline (default 1800); ``None`` for none.
+            poll: When to poll (:class:`PollPolicy`); default: ``PollPolicy()``.
+            poll_interval: Shortcut for ``poll=PollPolicy.fixed(poll_interval)``.
+
+        Raises:
+            WaitTimeoutError: the deadline passed (carries the last task seen).
+            TaskNotFoundError: the task does not exist (after a short grace period).
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            ResponseDecodeError: an answer could not be read as a task.
+            ValueError: ``task_id`` is empty, or both ``poll`` and ``poll_interval`` given.
+
+        Breaking out of the loop, closing the stream (``async with client.watch(...) as
+        updates:``) or cancelling the surrounding task stops polling at once.
+        """
+        from ._scheduler import UpdateStream
+
+        scheduler = self._scheduler(
+            concurrency=1,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            close_when_idle=True,
+        )
+        scheduler.add(task_id)
+        return UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
+
+    async def wait(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> Task:
+        """Wait for one task to finish and return it.
+
+        Takes the arguments of :meth:`watch`.
+
+        Returns:
+            The final :class:`Task`, whose status is SUCCESS.
+
+        Raises:
+            TaskFailedError: the task ended in FAILURE (``.task``, ``.reason``).
+            WaitTimeoutError: the deadline passed (``.last_task``).
+            And the errors :meth:`watch` raises.
+        """
+        last = None
+        async with self.watch(
+            task_id, timeout=timeout, poll=poll, poll_interval=poll_interval
+        ) as updates:
+            async for update in updates:
+                last = update
+        assert last is not None
+        assert last.is_terminal
+        if last.error is not None:
+            raise last.error
+        assert last.task is not None
+        return last.task
+
+    def watch_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        concurrency: int = 64,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> UpdateStream:
+        """Watch many tasks at once: an async iterator of all their updates, merged.
+
+        ::
+
+            async for update in client.watch_many(task_ids, concurrency=64, timeout=900):
+                if update.is_terminal:
+                    print(update.task_id, update.status, update.error)
+
+        One scheduler polls every task, with at most ``concurrency`` requests in flight
+        whatever the number of tasks. Each task yields the updates :meth:`watch` would, and
+        its last update has ``is_terminal=True``. A task whose watch ends without success does
+        not raise: its last update carries the error (:class:`TaskFailedError`,
+        :class:`WaitTimeoutError`, :class:`TaskNotFoundError`, ...) and the others go on.
+        Duplicate ids are watched once.
+
+        Args:
+            task_ids: The tasks to watch.
+            concurrency: Most requests in flight at once (capped at the connection pool size).
+            timeout: Seconds until each task's deadline (default 1800); ``None`` for none.
+            poll, poll_interval: As for :meth:`watch`.
+
+        Raises:
+            AuthenticationError, PermissionDeniedError: the key was refused; no task can
+                succeed, so everything stops.
+            ValueError: an id is empty (before anything is sent).
+        """
+        from ._scheduler import UpdateStream
+
+        scheduler = self._scheduler(
+            concurrency=concurrency,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            close_when_idle=True,
+        )
+        for task_id in task_ids:
+            scheduler.add(task_id)
+        return UpdateStream(
+            scheduler, buffer=max(64, concurrency), owns_scheduler=True, raise_errors=False
+        )
+
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        concurrency: int = 64,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> dict[str, Task | AnyFastError]:
+        """Wait for many tasks; map each id to its final :class:`Task` or the error that ended it.
+
+        Takes the arguments of :meth:`watch_many`. One task's failure never cancels the
+        others: its value in the result is the :class:`TaskFailedError`,
+        :class:`WaitTimeoutError`, :class:`TaskNotFoundError`, ... that ended it. The result
+        keeps the order of ``task_ids`` (duplicates once).
+
+        Raises:
+            AuthenticationError, PermissionDeniedError: the key was refused.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        outcomes: dict[str, Task | AnyFastError] = {}
+        async with self.watch_many(
+            ids, concurrency=concurrency, timeout=timeout, poll=poll, poll_interval=poll_interval
+        ) as updates:
+            async for update in updates:
+                if update.is_terminal:
+                    outcome = update.error if update.error is not None else update.task
+                    assert outcome is not None
+                    outcomes[update.task_id] = outcome
+        return {task_id: outcomes[task_id] for task_id in ids}
+
+    def watcher(
+        self,
+        *,
+        concurrency: int = 64,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> Watcher:
+        """A long-lived scheduler to add tasks to while it runs, for web apps and workers.
+
+        ::
+
+            async with client.watcher(concurrency=64) as watcher:
+                handle = watcher.add(task_id)          # from any coroutine
+                task = await handle.wait()
+
+        Args are those of :meth:`watch_many`; ``timeout`` is the default deadline of each
+        added task, counted from when it is added. An authentication error ends every task
+        being watched at that moment (their waiters get it), but the watcher keeps running.
+        """
+        from ._scheduler import Watcher
+
+        return Watcher(
+            self._scheduler(
+                concurrency=concurrency,
+                timeout=timeout,
+                poll=poll,
+                poll_interval=poll_interval,
+                close_when_idle=False,
+            )
+        )
 
     async def _send(
         self, method: str, path: str, attempt: int = 1, *, json_body: bytes | None = None
@@ -298,5 +558,9 @@ def _oversize(response: Response, limit: int) -> ResponseDecodeError:
 def _error_from(response: Response) -> AnyFastError:
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return status_error(
-        response.status, response.body, request_id=response.request_id, retry_after=retry_after
+        response.status,
+        response.body,
+        request_id=response.request_id,
+        retry_after=retry_after,
+        oversize=response.oversize,
     )

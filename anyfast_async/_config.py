@@ -6,24 +6,34 @@ in the docs and in the code are the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
+import random
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ._models import TaskStatus
 
 __all__ = [
     "CHINA_BASE_URL",
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_POLL",
     "DEFAULT_RETRY",
+    "DEFAULT_THROTTLE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WAIT_TIMEOUT",
     "ENV_API_KEY",
     "ENV_BASE_URL",
     "UNSET",
     "Limits",
+    "PollPolicy",
     "RetryPolicy",
+    "Throttle",
     "Timeout",
 ]
 
@@ -131,9 +141,149 @@ class RetryPolicy:
             raise ValueError("RetryPolicy waits must be >= 0")
 
 
+#: Default deadline of a wait, in seconds. Generation takes 1 to 5 minutes; queues can add to
+#: that. The gateway itself fails a task after 24 hours.
+DEFAULT_WAIT_TIMEOUT: Final = 1800.0
+
+_WAITING = frozenset({"NOT_START", "SUBMITTED", "QUEUED"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PollPolicy:
+    """When to poll a watched task again.
+
+    The first poll is immediate. After it, a task that is running (``IN_PROGRESS``, or a status
+    the SDK does not know) is polled every ``interval`` seconds. The gateway refreshes a task
+    from its provider about every 15 s, so polling faster than that sees nothing new; 15 s is
+    also the documented cadence.
+
+    A task that is still waiting (``NOT_START``, ``SUBMITTED``, ``QUEUED``) starts at
+    ``waiting_interval`` and each further poll that finds it still waiting multiplies the wait
+    by ``waiting_ramp``, up to ``max_waiting_interval``: a task that has sat in a queue for
+    minutes is in a long queue, and polling it at the full rate only spends the request budget.
+    As soon as it moves, the interval drops back.
+
+    Every wait is multiplied by a random factor in ``[1 - jitter, 1 + jitter]`` so that
+    thousands of tasks started together do not poll in lockstep, and no wait runs past the
+    watch's deadline.
+
+    A poll that fails with a transient error (connection error, timeout, 429, 5xx) is tried
+    again after ``error_backoff`` seconds, doubling per consecutive failure up to
+    ``max_error_backoff`` (each wait drawn between half and all of that; a longer
+    ``Retry-After`` wins). ``task_not_exist``
+    within ``not_found_grace`` seconds of the start of a watch is treated as transient: the
+    gateway can answer it for a moment after a create.
+
+    Args:
+        interval: Seconds between polls of a running task (default 15).
+        waiting_interval: First wait for a task that has not started (default 15).
+        waiting_ramp: Growth of the wait per poll that finds the task still waiting (1.25).
+        max_waiting_interval: Largest wait for a task that has not started (default 30).
+        jitter: Relative jitter of every wait, 0 to 1 (default 0.1).
+        error_backoff: First wait after a failed poll (default 2).
+        max_error_backoff: Largest wait after failed polls (default 60).
+        not_found_grace: Seconds after the start during which "not found" is retried (15).
+    """
+
+    interval: float = 15.0
+    waiting_interval: float = 15.0
+    waiting_ramp: float = 1.25
+    max_waiting_interval: float = 30.0
+    jitter: float = 0.1
+    error_backoff: float = 2.0
+    max_error_backoff: float = 60.0
+    not_found_grace: float = 15.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not value >= 0:
+                raise ValueError(f"PollPolicy.{field.name} must be >= 0, got {value!r}")
+        if self.jitter > 1:
+            raise ValueError(f"PollPolicy.jitter must be between 0 and 1, got {self.jitter!r}")
+        if self.waiting_ramp < 1:
+            raise ValueError("PollPolicy.waiting_ramp must be >= 1")
+
+    @classmethod
+    def fixed(cls, seconds: float, **changes: Any) -> PollPolicy:
+        """A policy that polls every ``seconds`` whatever the status, with no jitter.
+
+        Failed polls are retried after ``seconds`` too, doubling up to ``8 * seconds`` (at
+        most 60 s). Other fields can be set by keyword.
+
+        >>> PollPolicy.fixed(2).interval
+        2.0
+        """
+        seconds = float(seconds)
+        if not seconds > 0:
+            raise ValueError(f"poll interval must be > 0, got {seconds!r}")
+        values: dict[str, Any] = {
+            "interval": seconds,
+            "waiting_interval": seconds,
+            "waiting_ramp": 1.0,
+            "max_waiting_interval": seconds,
+            "jitter": 0.0,
+            "error_backoff": seconds,
+            "max_error_backoff": max(seconds, min(60.0, 8 * seconds)),
+        }
+        values.update(changes)
+        return cls(**values)
+
+    def next_delay(self, status: TaskStatus, same_polls: int, rng: random.Random) -> float:
+        """Seconds until the next poll of a task seen ``same_polls`` times in ``status``."""
+        if status.value in _WAITING:
+            delay = min(
+                self.max_waiting_interval,
+                self.waiting_interval * self.waiting_ramp ** max(same_polls - 1, 0),
+            )
+        else:
+            delay = self.interval
+        if self.jitter:
+            delay *= rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        return delay
+
+    def error_delay(self, streak: int, rng: random.Random) -> float:
+        """Seconds until the next poll after ``streak`` consecutive failed polls."""
+        ceiling = min(self.max_error_backoff, self.error_backoff * 2 ** max(streak - 1, 0))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Throttle:
+    """How the client's shared polling budget reacts to HTTP 429.
+
+    One budget is shared by every watch, fan-out and watcher of a client. On a 429 (an
+    "episode": further 429s within the pause count as the same one), new polls pause for the
+    ``Retry-After`` the server sent, else for ``initial_pause`` seconds, doubling per
+    consecutive episode up to ``max_pause``; and the poll rate is capped at half the rate
+    observed before the 429 (never below ``min_rate`` per second). Each successful poll then
+    raises the cap by ``recovery`` (5 %), so the rate climbs back gradually; once it passes
+    ``max_rate`` of the client, or 10,000/s without one, the cap is lifted.
+
+    Args:
+        initial_pause: First pause after a 429 without ``Retry-After``, in seconds (1).
+        max_pause: Longest pause, in seconds (60).
+        min_rate: Lowest rate cap while throttled, in polls per second (1).
+        recovery: Relative growth of the rate cap per successful poll (0.05).
+    """
+
+    initial_pause: float = 1.0
+    max_pause: float = 60.0
+    min_rate: float = 1.0
+    recovery: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not (self.initial_pause >= 0 and self.max_pause >= self.initial_pause):
+            raise ValueError("Throttle pauses must satisfy 0 <= initial_pause <= max_pause")
+        if not (self.min_rate > 0 and self.recovery > 0):
+            raise ValueError("Throttle.min_rate and Throttle.recovery must be > 0")
+
+
 DEFAULT_TIMEOUT: Final = Timeout()
 DEFAULT_LIMITS: Final = Limits()
 DEFAULT_RETRY: Final = RetryPolicy()
+DEFAULT_POLL: Final = PollPolicy()
+DEFAULT_THROTTLE: Final = Throttle()
 
 
 def resolve_api_key(api_key: str | None) -> str:

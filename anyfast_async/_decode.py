@@ -12,6 +12,7 @@ import email.utils
 import math
 import re
 import time
+from datetime import timezone
 from typing import Any, Final
 
 import msgspec
@@ -56,8 +57,21 @@ def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
     return text
 
 
+def _loads(body: bytes) -> Any:
+    """Decode any JSON, or ``None`` when the body is not JSON (or absurdly nested)."""
+    try:
+        return _ANY_DECODER.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None = None) -> Task:
     """Decode a 2xx task-query body into a :class:`Task`.
+
+    The fast path is one typed decode. Only when it fails is the body read again, leniently:
+    an error envelope becomes an :class:`APIStatusError`, and a task record whose cosmetic
+    fields have the wrong type (``"message": null``, a number where a string belongs) is
+    still returned, without those fields. The status must be a string.
 
     Raises:
         APIStatusError: the envelope's ``code`` is not ``"success"`` (subclass chosen by
@@ -66,16 +80,11 @@ def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None =
     """
     try:
         envelope = _ENVELOPE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
-        # Before blaming the body, see whether it is a well-formed error envelope whose
-        # data is not a task (a non-success code with odd data).
-        failure = _non_success_envelope(body, status_code, request_id)
-        if failure is not None:
-            raise failure from None
-        raise _decode_error(exc, body, status_code, request_id) from None
-    if envelope.code != "success":
-        raise status_error(status_code, body, request_id=request_id, parsed=envelope)
-    if envelope.data is None:
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return _decode_slowly(body, exc, status_code, request_id)
+    if envelope.code == "success":
+        if envelope.data is not None:
+            return envelope.data
         raise ResponseDecodeError(
             "answer has code 'success' but no task in 'data'",
             status_code=status_code,
@@ -83,11 +92,64 @@ def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None =
             request_id=request_id,
             body=excerpt(body),
         )
-    return envelope.data
+    doc = _loads(body)
+    if isinstance(doc, dict) and not doc.get("code") and "error" not in doc:
+        raise ResponseDecodeError(
+            "answer has no 'code': it is not a task-query envelope",
+            status_code=status_code,
+            path="$.code",
+            request_id=request_id,
+            body=excerpt(body),
+        )
+    raise status_error(status_code, body, request_id=request_id, parsed_doc=doc)
+
+
+_TEXT_FIELDS: Final = (
+    "task_id",
+    "action",
+    "result_url",
+    "original_result_url",
+    "fail_reason",
+    "request_id",
+    "url",
+)
+_TIME_FIELDS: Final = ("submit_time", "start_time", "finish_time")
+
+
+def _decode_slowly(
+    body: bytes, exc: BaseException, status_code: int, request_id: str | None
+) -> Task:
+    doc = _loads(body)
+    if isinstance(doc, dict):
+        code = doc.get("code")
+        data = doc.get("data")
+        if code == "success" and isinstance(data, dict) and isinstance(data.get("status"), str):
+            clean: dict[str, Any] = {
+                "status": data["status"],
+                "progress": data.get("progress"),
+                "data": data.get("data"),
+            }
+            for key in _TEXT_FIELDS:
+                value = data.get(key)
+                if isinstance(value, str):
+                    clean[key] = value
+            for key in _TIME_FIELDS:
+                value = data.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    clean[key] = value
+            try:
+                return msgspec.convert(clean, Task)
+            except msgspec.ValidationError:  # pragma: no cover - clean is well-typed
+                pass
+        elif (isinstance(code, str) and code and code != "success") or (
+            "error" in doc and "data" not in doc
+        ):
+            raise status_error(status_code, body, request_id=request_id, parsed_doc=doc)
+    raise _decode_error(exc, body, status_code, request_id)
 
 
 def _decode_error(
-    exc: msgspec.DecodeError, body: bytes, status_code: int, request_id: str | None
+    exc: BaseException, body: bytes, status_code: int, request_id: str | None
 ) -> ResponseDecodeError:
     text = str(exc)
     path = None
@@ -97,6 +159,8 @@ def _decode_error(
         text = text[: match.start()]
     if not body.strip():
         what = "empty body"
+    elif isinstance(exc, RecursionError):
+        what = "JSON nested too deeply"
     elif isinstance(exc, msgspec.ValidationError):
         what = f"unexpected JSON shape: {text}" + (f" at {path}" if path else "")
     elif body.lstrip()[:1] == b"<":
@@ -112,20 +176,7 @@ def _decode_error(
     )
 
 
-def _non_success_envelope(
-    body: bytes, status_code: int, request_id: str | None
-) -> APIStatusError | None:
-    try:
-        doc = _ANY_DECODER.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if isinstance(doc, dict):
-        code = doc.get("code")
-        if isinstance(code, str) and code and code != "success":
-            return status_error(status_code, body, request_id=request_id, parsed_doc=doc)
-        if "error" in doc and "data" not in doc:
-            return status_error(status_code, body, request_id=request_id, parsed_doc=doc)
-    return None
+_TITLE_RE: Final = re.compile(rb"<title[^>]{0,100}>([^<]{0,200})", re.IGNORECASE)
 
 
 def _describe_non_json(body: bytes) -> str:
@@ -133,7 +184,7 @@ def _describe_non_json(body: bytes) -> str:
     if not stripped:
         return "empty body"
     if stripped[:1] == b"<":
-        title = re.search(rb"<title[^>]*>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
+        title = _TITLE_RE.search(stripped[:4096])
         if title:
             name = title.group(1).decode("utf-8", errors="replace").strip()[:100]
             return f"HTML page: {name!r}"
@@ -147,8 +198,8 @@ def status_error(
     *,
     request_id: str | None = None,
     retry_after: float | None = None,
-    parsed: _Envelope | None = None,
     parsed_doc: Any = None,
+    oversize: bool = False,
 ) -> APIStatusError:
     """Build the :class:`APIStatusError` subclass for an error answer.
 
@@ -159,15 +210,10 @@ def status_error(
     """
     code = ""
     message = ""
-    if parsed is not None:
-        code, message = parsed.code, parsed.message
+    if oversize:
+        message = "error body larger than the size limit; it was not read"
     else:
-        doc = parsed_doc
-        if doc is None and body.strip():
-            try:
-                doc = _ANY_DECODER.decode(body)
-            except msgspec.DecodeError:
-                doc = None
+        doc = parsed_doc if parsed_doc is not None else _loads(body)
         if isinstance(doc, dict):
             error = doc.get("error")
             if isinstance(error, dict):
@@ -191,11 +237,12 @@ def status_error(
         "code": code,
         "request_id": request_id,
         "body": excerpt(body),
+        "retry_after": retry_after,
     }
     if code == TASK_NOT_EXIST or status_code == 404:
         return TaskNotFoundError(message or "task not found", **kwargs)
     if status_code == 429:
-        return RateLimitError(message or "rate limited", retry_after=retry_after, **kwargs)
+        return RateLimitError(message or "rate limited", **kwargs)
     cls: type[APIStatusError] = _CLASS_BY_STATUS.get(status_code, APIStatusError)
     if cls is APIStatusError and status_code >= 500:
         cls = ServerError
@@ -215,29 +262,35 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Read a ``Retry-After`` header: delay seconds or an HTTP date. Junk gives ``None``.
 
+    Seconds are ASCII digits with an optional fraction. Dates in any of the three HTTP forms
+    (IMF-fixdate, RFC 850, asctime) are read as GMT; a date in the past means "now".
+
     >>> parse_retry_after("2.5")
     2.5
-    >>> parse_retry_after("soon") is None
-    True
+    >>> parse_retry_after("soon") is None, parse_retry_after("-3") is None
+    (True, True)
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    try:
+    if _SECONDS_RE.fullmatch(text):
         seconds = float(text)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if when is None or when.tzinfo is None:
-            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+    if math.isinf(seconds):
         return None
     return max(seconds, 0.0)

@@ -58,13 +58,18 @@ class APIConnectionError(AnyFastError):
     Attributes:
         method: The HTTP method of the request.
         path: The path of the request (never the full URL with credentials).
+        retryable: ``False`` when trying again cannot help (a refused TLS certificate, an
+            answer that is not valid HTTP).
     """
 
-    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         self.path = path
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -87,6 +92,8 @@ class APIStatusError(AnyFastError):
         request_id: The gateway's request id (``X-Oneapi-Request-Id`` header, else from the
             body), or ``None``. Quote it when you contact support.
         body: A short excerpt of the raw body, for diagnostics.
+        retry_after: Seconds the server asked to wait (``Retry-After``, on a 429 or a 503 from
+            a proxy, say), or ``None``.
     """
 
     def __init__(
@@ -97,12 +104,14 @@ class APIStatusError(AnyFastError):
         code: str = "",
         request_id: str | None = None,
         body: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status_code = status_code
         self.code = code
         self.message = message
         self.request_id = request_id
         self.body = body
+        self.retry_after = retry_after
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -136,26 +145,7 @@ class TaskNotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """HTTP 429: too many requests.
-
-    Attributes:
-        retry_after: Seconds the server asked to wait (from ``Retry-After``), or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        code: str = "",
-        request_id: str | None = None,
-        body: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(
-            message, status_code=status_code, code=code, request_id=request_id, body=body
-        )
+    """HTTP 429: too many requests. ``retry_after`` holds the server's ``Retry-After``."""
 
 
 class ServerError(APIStatusError):

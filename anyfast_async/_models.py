@@ -8,10 +8,14 @@ result URL, timestamps) are exposed as properties computed from the raw fields, 
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime, timezone
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ._exceptions import AnyFastError
 
 __all__ = [
     "DashScopeOutput",
@@ -22,6 +26,8 @@ __all__ = [
     "SeedanceUsage",
     "Task",
     "TaskStatus",
+    "TaskUpdate",
+    "WatcherStatistics",
 ]
 
 
@@ -41,6 +47,12 @@ class TaskStatus(str, enum.Enum):
     FAILURE = "FAILURE"
     UNKNOWN = "UNKNOWN"
 
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @property
     def is_terminal(self) -> bool:
         """Whether the task has finished (``SUCCESS`` or ``FAILURE``)."""
@@ -52,8 +64,9 @@ class TaskStatus(str, enum.Enum):
 
         Matching ignores case and surrounding space. Besides the platform's own words, a few
         aliases used by providers that pass their own vocabulary through are understood:
-        ``FAILED`` (FAILURE), ``SUCCEEDED`` (SUCCESS), ``PROCESSING`` and ``RUNNING``
-        (IN_PROGRESS), ``PENDING`` (QUEUED). Anything else is ``UNKNOWN``.
+        ``FAILED``, ``CANCELED`` and ``CANCELLED`` (FAILURE), ``SUCCEEDED`` and ``COMPLETED``
+        (SUCCESS), ``PROCESSING`` and ``RUNNING`` (IN_PROGRESS), ``PENDING`` (QUEUED).
+        Anything else is ``UNKNOWN``.
 
         >>> TaskStatus.parse("IN_PROGRESS")
         <TaskStatus.IN_PROGRESS: 'IN_PROGRESS'>
@@ -69,7 +82,10 @@ class TaskStatus(str, enum.Enum):
 _STATUS_BY_RAW: Final[dict[str, TaskStatus]] = {
     **{s.value: s for s in TaskStatus},
     "FAILED": TaskStatus.FAILURE,
+    "CANCELED": TaskStatus.FAILURE,
+    "CANCELLED": TaskStatus.FAILURE,
     "SUCCEEDED": TaskStatus.SUCCESS,
+    "COMPLETED": TaskStatus.SUCCESS,
     "PROCESSING": TaskStatus.IN_PROGRESS,
     "RUNNING": TaskStatus.IN_PROGRESS,
     "PENDING": TaskStatus.QUEUED,
@@ -87,22 +103,33 @@ def parse_progress(raw: object) -> int | None:
     if isinstance(raw, int):
         value = raw
     elif isinstance(raw, float):
-        if raw != raw:  # NaN
+        if not math.isfinite(raw):
             return None
         value = int(raw)
     elif isinstance(raw, str):
         text = raw.strip().removesuffix("%").strip()
         try:
-            value = int(float(text)) if "." in text else int(text)
-        except (ValueError, OverflowError):
+            number = float(text)
+        except ValueError:
             return None
+        if not math.isfinite(number):
+            return None
+        value = int(number)
     else:
         return None
     return min(max(value, 0), 100)
 
 
-def _is_url(value: str | None) -> bool:
-    return value is not None and value.startswith(("https://", "http://", "/"))
+def _is_http_url(value: str | None) -> bool:
+    return value is not None and value.startswith(("https://", "http://"))
+
+
+def _is_result_url(value: str | None) -> bool:
+    """An absolute http(s) URL, or a path on the API host (the gateway's content proxy)."""
+    return value is not None and (
+        value.startswith(("https://", "http://"))
+        or (value.startswith("/") and not value.startswith("//"))
+    )
 
 
 def _timestamp(value: float | None) -> datetime | None:
@@ -201,6 +228,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
         finish_time: Unix seconds as sent; see :attr:`finished_at`.
         raw_progress: ``progress`` as sent (normally ``"50%"``); see :attr:`progress`.
         request_id: The platform's trace id for this task.
+        url: The video URL of providers whose record uses ``url`` (Gemini, Vertex).
         data: The provider's last raw answer, passed through (a dict, ``None``, or anything).
             See :attr:`dashscope` and :attr:`seedance` for typed views.
     """
@@ -211,11 +239,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     raw_result_url: str | None = msgspec.field(default=None, name="result_url")
     original_result_url: str | None = None
     fail_reason: str | None = None
-    submit_time: float | None = None
-    start_time: float | None = None
-    finish_time: float | None = None
+    submit_time: int | float | None = None  # ints stay ints
+    start_time: int | float | None = None
+    finish_time: int | float | None = None
     raw_progress: Any = msgspec.field(default=None, name="progress")
     request_id: str | None = None
+    url: str | None = None
     data: Any = None
 
     @property
@@ -239,26 +268,29 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
 
         ``None`` whenever the task failed (newer gateways repeat the error text in
         ``result_url``). Otherwise ``result_url`` when it holds a URL; on SUCCESS without one,
-        ``fail_reason`` when it holds a URL (older gateways put it there), then the upstream
-        ``output.video_url`` (DashScope) or ``content.video_url`` (Seedance). The URL is signed
-        and expires 24 hours after the task finished.
+        ``fail_reason`` when it holds an http(s) URL (older gateways put it there), then
+        ``url`` (Gemini, Vertex), then the upstream ``output.video_url`` (DashScope) or
+        ``content.video_url`` (Seedance). The URL is signed and expires 24 hours after the
+        task finished. It may also be a path on the API host (``/v1/videos/{id}/content``, the
+        gateway's own proxy), which needs the API key to fetch.
         """
         status = self.status
         if status is TaskStatus.FAILURE:
             return None
-        if _is_url(self.raw_result_url):
+        if _is_result_url(self.raw_result_url):
             return self.raw_result_url
         if status is not TaskStatus.SUCCESS:
             return None
-        if _is_url(self.fail_reason):
-            return self.fail_reason
+        for candidate in (self.fail_reason, self.url):
+            if _is_http_url(candidate):
+                return candidate
         data = self.data
         if isinstance(data, dict):
             for key in ("output", "content"):
                 inner = data.get(key)
                 if isinstance(inner, dict):
                     url = inner.get("video_url")
-                    if isinstance(url, str) and _is_url(url):
+                    if isinstance(url, str) and _is_http_url(url):
                         return url
         return None
 
@@ -272,7 +304,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
             return None
         if self.fail_reason:
             return self.fail_reason
-        if self.raw_result_url and not _is_url(self.raw_result_url):
+        if self.raw_result_url and not _is_result_url(self.raw_result_url):
             return self.raw_result_url
         return ""
 
@@ -324,3 +356,71 @@ def _convert(data: dict[str, Any], kind: type[_S]) -> _S | None:
         return msgspec.convert(data, kind, strict=False)
     except msgspec.ValidationError:
         return None
+
+
+class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A change in a watched task, as yielded by ``watch()``, ``watch_many()`` and a watcher.
+
+    A watch yields one update for the first observation of a task, then one each time its status
+    or its progress changes; identical polls yield nothing. The last update of a task has
+    ``is_terminal=True``: the task reached SUCCESS or FAILURE, or watching it ended with an
+    error (``error`` says which).
+
+    Attributes:
+        task_id: The task's id.
+        task: The task as last seen, or ``None`` if no poll of it ever succeeded.
+        previous_status: The status of the previous update, ``None`` for the first.
+        status: The status now (``None`` only if no poll of it ever succeeded).
+        progress: Progress in percent now, or ``None``.
+        is_terminal: This is the last update of this task.
+        error: Why the watch of this task ended without success: a
+            :class:`~anyfast_async.TaskFailedError` for FAILURE, a
+            :class:`~anyfast_async.WaitTimeoutError` at the deadline, or the error that made
+            polling impossible (:class:`~anyfast_async.TaskNotFoundError`,
+            :class:`~anyfast_async.ResponseDecodeError`, ...). ``None`` otherwise.
+    """
+
+    task_id: str
+    task: Task | None
+    previous_status: TaskStatus | None
+    status: TaskStatus | None
+    progress: int | None
+    is_terminal: bool = False
+    error: AnyFastError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether this is the final update of a task that reached SUCCESS."""
+        return self.is_terminal and self.error is None and self.status is TaskStatus.SUCCESS
+
+
+class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """An immutable snapshot of a scheduler's counters (``watcher.statistics()``).
+
+    Attributes:
+        polls: Poll requests answered with a task record.
+        errors: Polls that failed (any error, including throttling).
+        throttles: Polls answered with HTTP 429.
+        watching: Tasks being watched now.
+        succeeded: Tasks that reached SUCCESS.
+        failed: Tasks that reached FAILURE.
+        errored: Tasks whose watch ended with an error other than FAILURE or the deadline.
+        timed_out: Tasks whose deadline passed.
+        by_status: Watched tasks by their last known status (``"UNSEEN"`` before the first
+            answer).
+        in_flight: Polls under way now.
+        rate_cap: The shared polling budget's current cap in polls per second, or ``None``
+            when uncapped.
+    """
+
+    polls: int
+    errors: int
+    throttles: int
+    watching: int
+    succeeded: int
+    failed: int
+    errored: int
+    timed_out: int
+    by_status: dict[str, int]
+    in_flight: int
+    rate_cap: float | None

@@ -6,20 +6,20 @@ See :class:`~anyfast_async.RetryPolicy` for the defaults and the backoff formula
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from ._config import RetryPolicy
+from ._config import RetryPolicy, Throttle
 from ._exceptions import (
     AnyFastError,
     APIConnectionError,
     APIStatusError,
-    RateLimitError,
     TaskNotFoundError,
 )
 
-__all__ = ["RETRYABLE_STATUS", "Sleep", "backoff_delay", "is_retryable", "retrying"]
+__all__ = ["RETRYABLE_STATUS", "Pacer", "Sleep", "backoff_delay", "is_retryable", "retrying"]
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[object]]
@@ -33,7 +33,7 @@ logger = logging.getLogger("anyfast_async")
 def is_retryable(exc: BaseException) -> bool:
     """Whether ``exc`` is transient: a connection error, a timeout, or a retryable status."""
     if isinstance(exc, APIConnectionError):
-        return True
+        return exc.retryable
     if isinstance(exc, TaskNotFoundError):
         return False
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUS
@@ -44,19 +44,21 @@ def backoff_delay(
 ) -> float:
     """The wait before retry number ``attempt`` (1-based).
 
-    ``Retry-After`` from a 429 wins, capped at ``policy.max_retry_after``; otherwise full
-    jitter: ``uniform(0, min(max_backoff, initial_backoff * 2 ** (attempt - 1)))``.
+    A ``Retry-After`` sent with the error wins, capped at ``policy.max_retry_after``;
+    otherwise full jitter: ``uniform(0, min(max_backoff, initial_backoff * 2 ** (attempt - 1)))``.
     """
-    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+    if isinstance(exc, APIStatusError) and exc.retry_after is not None:
         return min(exc.retry_after, policy.max_retry_after)
     ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (attempt - 1))
     return rng.uniform(0.0, ceiling)
 
 
 def _note(exc: BaseException, text: str) -> None:
-    add_note = getattr(exc, "add_note", None)  # Python 3.11+
-    if add_note is not None:
-        add_note(text)
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes.append(text)
+    else:
+        exc.__notes__ = [text]  # what add_note() does on Python 3.11+
 
 
 async def retrying(
@@ -100,3 +102,125 @@ async def retrying(
                 exc,
             )
             await sleep(delay)
+
+
+class Pacer:
+    """The client's shared polling budget: pauses and a rate cap that react to HTTP 429.
+
+    Every poll of every scheduler of one client calls :meth:`acquire` before it is sent, and
+    reports :meth:`succeeded` or :meth:`throttled` afterwards. See
+    :class:`~anyfast_async.Throttle` for the rules. The clock is the event loop's monotonic
+    clock; the waits use the client's ``sleep``.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_max_rate",
+        "_next",
+        "_paused_until",
+        "_penalty",
+        "_rate",
+        "_sleep",
+        "_throttle",
+        "_window_count",
+        "_window_rate",
+        "_window_start",
+        "throttles",
+    )
+
+    _CEILING: Final = 10_000.0
+
+    def __init__(
+        self,
+        throttle: Throttle,
+        *,
+        max_rate: float | None,
+        sleep: Sleep,
+        clock: Callable[[], float],
+    ) -> None:
+        if max_rate is not None and not max_rate > 0:
+            raise ValueError(f"max_rate must be > 0 or None, got {max_rate!r}")
+        self._throttle = throttle
+        self._max_rate = max_rate
+        self._rate: float | None = max_rate
+        self._sleep = sleep
+        self._clock = clock
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._penalty = 0.0
+        self._window_start = 0.0
+        self._window_count = 0
+        self._window_rate = 0.0
+        self.throttles = 0
+
+    @property
+    def rate_cap(self) -> float | None:
+        """The current cap in requests per second, or ``None``."""
+        return self._rate
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which no poll starts."""
+        return self._paused_until
+
+    async def acquire(self) -> None:
+        """Wait until the budget allows one more request, and take it.
+
+        A pause is waited out (again if a new one began meanwhile); then, under a rate cap, a
+        start time is reserved at least ``1 / rate`` after the previous one.
+        """
+        waited_for = -math.inf
+        while True:
+            now = self._clock()
+            paused = self._paused_until
+            if paused <= now or paused <= waited_for:
+                break
+            waited_for = paused
+            await self._sleep(paused - now)
+        rate = self._rate
+        if rate is not None:
+            now = self._clock()
+            start = self._next if self._next > now else now
+            self._next = start + 1.0 / rate
+            if start > now:
+                await self._sleep(start - now)
+        if now - self._window_start >= 1.0:
+            elapsed = now - self._window_start
+            self._window_rate = self._window_count / elapsed if elapsed < 10 else 0.0
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+
+    def succeeded(self) -> None:
+        """A request was answered without throttling: let the cap climb back."""
+        rate = self._rate
+        if rate is None:
+            return
+        rate *= 1.0 + self._throttle.recovery
+        ceiling = self._max_rate if self._max_rate is not None else self._CEILING
+        if rate >= ceiling:
+            self._rate = self._max_rate
+            self._penalty = 0.0
+        else:
+            self._rate = rate
+
+    def throttled(self, retry_after: float | None) -> None:
+        """A request was answered with 429: pause, and halve the rate (once per episode)."""
+        now = self._clock()
+        self.throttles += 1
+        throttle = self._throttle
+        if now < self._paused_until:
+            if retry_after is not None:
+                pause = min(retry_after, throttle.max_pause)
+                self._paused_until = max(self._paused_until, now + pause)
+            return
+        self._penalty = (
+            min(throttle.max_pause, self._penalty * 2) if self._penalty else throttle.initial_pause
+        )
+        pause = self._penalty if retry_after is None else min(retry_after, throttle.max_pause)
+        self._paused_until = now + pause
+        observed = max(self._window_rate, self._window_count / max(now - self._window_start, 1.0))
+        halved = max(throttle.min_rate, observed / 2)
+        self._rate = (
+            halved if self._rate is None else max(throttle.min_rate, min(self._rate, halved))
+        )

@@ -8,9 +8,8 @@ back the status, headers and body (read with a size cap), or raises an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
@@ -59,35 +58,54 @@ class Response:
         self.request_id: str | None = headers.get(REQUEST_ID_HEADER) or None
 
 
-@contextlib.contextmanager
-def _translate(method: str, path: str) -> Iterator[None]:
-    """Turn aiohttp and socket exceptions into ours, with the most specific class."""
-    try:
-        yield
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise APITimeoutError(
-            f"{method} {path} timed out ({type(exc).__name__})", method=method, path=path
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise APIConnectionError(
-            f"{method} {path}: cannot connect to {exc.host}:{exc.port} ({exc.os_error})",
+def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError:
+    """Our error for an aiohttp or socket exception, with the most specific class.
+
+    The aiohttp exception is kept as ``__cause__``, except for ``ClientResponseError``, whose
+    ``request_info`` holds the request headers (the API key among them).
+    """
+    where = f"{method} {path}"
+    error: APIConnectionError
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        error = APITimeoutError(
+            f"{where} timed out ({type(exc).__name__})", method=method, path=path
+        )
+    elif isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        error = APIConnectionError(
+            f"{where}: TLS error, the server's certificate or handshake was refused ({exc})",
             method=method,
             path=path,
-        ) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise APIConnectionError(
-            f"{method} {path}: server closed the connection without a complete answer",
+            retryable=False,
+        )
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = APIConnectionError(
+            f"{where}: cannot connect to {exc.host}:{exc.port} ({exc.os_error})",
             method=method,
             path=path,
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise APIConnectionError(
-            f"{method} {path}: the answer's body was cut off ({exc})", method=method, path=path
-        ) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise APIConnectionError(
-            f"{method} {path}: {type(exc).__name__}: {exc}", method=method, path=path
-        ) from exc
+        )
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        error = APIConnectionError(
+            f"{where}: server closed the connection without a complete answer",
+            method=method,
+            path=path,
+        )
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        error = APIConnectionError(
+            f"{where}: the answer's body was cut off ({exc})", method=method, path=path
+        )
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        return APIConnectionError(
+            f"{where}: the server sent an invalid HTTP answer ({exc.message})",
+            method=method,
+            path=path,
+            retryable=False,
+        )
+    else:
+        error = APIConnectionError(
+            f"{where}: {type(exc).__name__}: {exc}", method=method, path=path
+        )
+    error.__cause__ = exc
+    return error
 
 
 class Transport:
@@ -110,13 +128,17 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+            total=timeout.total,
+            connect=timeout.connect,
+            sock_connect=timeout.connect,
+            sock_read=timeout.read,
         )
         self._limits = limits
         self._user_agent = user_agent
         self._max_bytes = max_response_bytes
         self._session = session
         self._owns_session = session is None
+        self._secret = api_key.encode()
         self._headers: Final = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
@@ -129,6 +151,14 @@ class Transport:
     @property
     def session(self) -> aiohttp.ClientSession | None:
         return self._session
+
+    @property
+    def connection_limit(self) -> int:
+        """Most connections the pool opens at once (0: no limit)."""
+        if self._owns_session:
+            return self._limits.max_connections
+        assert self._session is not None
+        return self._session.connector.limit if self._session.connector is not None else 0
 
     async def open(self) -> None:
         if self._session is None:
@@ -161,12 +191,12 @@ class Transport:
             APITimeoutError: a timeout fired.
         """
         session = self._session
-        if session is None:
-            raise RuntimeError("transport is not open")
+        if session is None or session.closed:
+            raise RuntimeError("this AnyFast client is closed")
         headers = self._headers
         if json_body is not None:
             headers = {**headers, "Content-Type": "application/json"}
-        with _translate(method, path):
+        try:
             async with session.request(
                 method,
                 self.url(path),
@@ -180,9 +210,10 @@ class Transport:
                 if length is not None and length > limit:
                     resp.close()
                     return Response(resp.status, resp.headers, b"", oversize=True)
-                if length is not None:
+                if length is not None and "Content-Encoding" not in resp.headers:
                     body = await resp.read()
                 else:
+                    # Chunked or compressed: count what is actually produced.
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -192,4 +223,9 @@ class Transport:
                             return Response(resp.status, resp.headers, b"", oversize=True)
                         chunks.append(chunk)
                     body = b"".join(chunks)
+                if self._secret in body:  # never carry the key into an error or a log
+                    body = body.replace(self._secret, b"[redacted]")
                 return Response(resp.status, resp.headers, body)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            error = _translate(exc, method, path)
+        raise error

@@ -43,14 +43,14 @@ def test_error_tree() -> None:
         e.ServerError,
     ):
         assert issubclass(cls, e.APIStatusError)
-    for cls in (
+    for base in (
         e.APIConnectionError,
         e.APIStatusError,
         e.ResponseDecodeError,
         e.TaskFailedError,
         e.WaitTimeoutError,
     ):
-        assert issubclass(cls, e.AnyFastError)
+        assert issubclass(base, e.AnyFastError)
 
 
 def test_version() -> None:
