@@ -209,8 +209,11 @@ class SeedancePayload(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int | None = None
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True):
+class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One video generation task, as ``GET /v1/video/generations/{task_id}`` reports it.
+
+    (Instances are not tracked by the garbage collector: decoded JSON holds no cycles, and a
+    scheduler keeps one per watched task.)
 
     Only ``status`` is required from the server; every other field may be missing. Decide what
     to do from :attr:`status` (or :attr:`is_terminal`), never from the raw upstream

@@ -163,6 +163,23 @@ class Pacer:
         """Clock time before which no poll starts."""
         return self._paused_until
 
+    def try_acquire(self) -> bool:
+        """Take one request from the budget if that needs no wait (the common case)."""
+        now = self._clock()
+        if self._rate is not None or self._paused_until > now:
+            return False
+        self._count(now)
+        return True
+
+    def _count(self, now: float) -> None:
+        """Count a request start in the one-second window used to estimate the rate."""
+        if now - self._window_start >= 1.0:
+            elapsed = now - self._window_start
+            self._window_rate = self._window_count / elapsed if elapsed < 10 else 0.0
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+
     async def acquire(self) -> None:
         """Wait until the budget allows one more request, and take it.
 
@@ -184,12 +201,7 @@ class Pacer:
             self._next = start + 1.0 / rate
             if start > now:
                 await self._sleep(start - now)
-        if now - self._window_start >= 1.0:
-            elapsed = now - self._window_start
-            self._window_rate = self._window_count / elapsed if elapsed < 10 else 0.0
-            self._window_start = now
-            self._window_count = 0
-        self._window_count += 1
+        self._count(now)
 
     def succeeded(self) -> None:
         """A request was answered without throttling: let the cap climb back."""

@@ -1,11 +1,13 @@
 """Many tasks, one scheduler: a heap of next-poll times, a bounded pool of pollers, and fan-in.
 
 A :class:`Scheduler` keeps one small entry per watched task in a dict and a heap ordered by the
-time of its next poll. One dispatcher coroutine sleeps until the earliest poll is due and hands
-the entry to a fixed pool of poller coroutines over a zero-buffer stream, so at most
-``concurrency`` polls are in flight whatever the number of tasks, and an idle task costs only
-its entry. Updates go out to subscribers over bounded memory streams: a slow consumer slows the
-polling down instead of growing a buffer.
+time of its next poll. One dispatcher coroutine sleeps until the earliest poll is due, then hands
+each due entry straight to an idle poller of a fixed pool (or queues it for the next poller to
+come free), so at most ``concurrency`` polls are in flight whatever the number of tasks, and an
+idle task costs only its entry. The hand-off is a bare future per idle poller: this is the hot
+path of every poll, and a memory stream's checkpoints cost an event-loop turn each. Updates go
+out to subscribers over bounded anyio memory streams: a slow consumer slows the polling down
+instead of growing a buffer.
 
 The scheduler runs in its own asyncio task (started by :meth:`Scheduler.start`), which owns the
 task group of the pollers, so no generator ever yields inside a task group or cancel scope.
@@ -19,7 +21,7 @@ import heapq
 import math
 import random
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
@@ -51,6 +53,9 @@ __all__ = ["Scheduler", "TaskHandle", "UpdateStream", "Watcher"]
 
 _UNSEEN: Final = "UNSEEN"
 _NEVER: Final = math.inf
+#: Timer slack: work due within this many seconds is done now, which spares a timer and an
+#: event-loop turn when intervals are tiny, and changes nothing at the 15 s cadence.
+_SLACK: Final = 0.001
 
 
 class _Entry:
@@ -130,8 +135,12 @@ class Scheduler:
         self._heap: list[tuple[float, int, _Entry]] = []
         self._entries: dict[str, _Entry] = {}
         self._seq = 0
-        self._wake: anyio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
         self._sleeping_until = -_NEVER
+        self._idle: deque[asyncio.Future[_Entry | None]] = deque()
+        self._stopping = False
+        self._ready: deque[_Entry] = deque()
         self._subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
         self._runner: asyncio.Task[None] | None = None
         self._cancel: anyio.CancelScope | None = None
@@ -159,7 +168,7 @@ class Scheduler:
         limit = self._timeout if isinstance(timeout, _Unset) else timeout
         if limit is not None and not limit > 0:
             raise ValueError(f"timeout must be > 0 or None, got {limit!r}")
-        now = anyio.current_time()
+        now = self._now()
         entry = _Entry(task_id, path, now, limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
@@ -171,8 +180,17 @@ class Scheduler:
             due = entry.deadline
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, entry))
-        if due < self._sleeping_until and self._wake is not None:
-            self._wake.set()
+        if self._idle and due < self._sleeping_until:
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _now(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else asyncio.get_running_loop().time()
 
     # -- running ---------------------------------------------------------------------------
 
@@ -183,10 +201,8 @@ class Scheduler:
         if self._closed:
             raise RuntimeError("this watcher is closed")
         self._client._check_open()
-        self._wake = anyio.Event()
-        self._runner = asyncio.get_running_loop().create_task(
-            self._run(), name="anyfast-async scheduler"
-        )
+        self._loop = asyncio.get_running_loop()
+        self._runner = self._loop.create_task(self._run(), name="anyfast-async scheduler")
         self._client._schedulers.add(self)
 
     def cancel_soon(self) -> None:
@@ -205,15 +221,19 @@ class Scheduler:
         self._client._schedulers.discard(self)
 
     async def _run(self) -> None:
-        send, receive = anyio.create_memory_object_stream[_Entry](0)
         try:
             async with anyio.create_task_group() as tg:
                 self._cancel = tg.cancel_scope
                 for _ in range(self._workers):
-                    tg.start_soon(self._worker, receive.clone())
-                receive.close()
-                async with send:
-                    await self._dispatch(send)
+                    tg.start_soon(self._worker)
+                await self._dispatch()
+                # Every task is done. Let the pollers finish what they are doing (a final
+                # update may still be on its way to a slow reader), then leave.
+                self._stopping = True
+                while self._idle:
+                    waiter = self._idle.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
         except Exception as exc:
             self.problem = _unwrap(exc)
         finally:
@@ -231,60 +251,90 @@ class Scheduler:
                 entry.waiters.set()
         self._entries.clear()
         self._heap.clear()
+        self._ready.clear()
         for stream in self._subscribers:
             stream.close()
         self._subscribers.clear()
 
     async def _sleep_until(self, when: float) -> None:
-        wake = self._wake
-        assert wake is not None
+        """Sleep until ``when`` (loop time) or until :meth:`_wake_up`, whichever is first."""
+        loop = self._loop
+        assert loop is not None
+        wake = self._wake = loop.create_future()
+        timer = None if when == _NEVER else loop.call_at(when, _resolve, wake)
         self._sleeping_until = when
         try:
-            if when == _NEVER:
-                await wake.wait()
-            else:
-                with anyio.move_on_after(when - anyio.current_time()):
-                    await wake.wait()
+            await wake
         finally:
             self._sleeping_until = -_NEVER
-        if wake.is_set():
-            self._wake = anyio.Event()
+            if timer is not None:
+                timer.cancel()
 
-    async def _dispatch(self, send: MemoryObjectSendStream[_Entry]) -> None:
+    async def _dispatch(self) -> None:
+        """Move due entries to the pollers; sleep until the next is due."""
         heap = self._heap
+        idle = self._idle
+        ready = self._ready
         while True:
-            if not heap:
-                if self._close_when_idle and not self._entries:
+            now = self._now()
+            while heap and heap[0][0] <= now + _SLACK:
+                entry = heapq.heappop(heap)[2]
+                if entry.done:
+                    continue
+                while idle:
+                    waiter = idle.popleft()
+                    if not waiter.done():
+                        waiter.set_result(entry)
+                        break
+                else:
+                    ready.append(entry)
+            if self._close_when_idle and not self._entries:
+                return
+            await self._sleep_until(heap[0][0] if heap else _NEVER)
+
+    async def _worker(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        fetch = self._client._fetch_task
+        pacer = self._client._pacer
+        heap = self._heap
+        idle = self._idle
+        ready = self._ready
+        while True:
+            # A poller that comes free takes due work itself; it waits (and the dispatcher
+            # hands it the next entry when due) only when nothing is due.
+            if ready:
+                entry = ready.popleft()
+            elif heap and heap[0][0] <= loop.time() + _SLACK:
+                entry = heapq.heappop(heap)[2]
+            elif self._stopping:
+                return
+            else:
+                waiter: asyncio.Future[_Entry | None] = loop.create_future()
+                idle.append(waiter)
+                if heap and heap[0][0] < self._sleeping_until:
+                    self._wake_up()  # the dispatcher must time the next due entry for us
+                next_entry = await waiter
+                if next_entry is None:
                     return
-                await self._sleep_until(_NEVER)
-                continue
-            due, _, entry = heap[0]
-            now = anyio.current_time()
-            if due > now:
-                await self._sleep_until(due)
-                continue
-            heapq.heappop(heap)
+                entry = next_entry
             if entry.done:
                 continue
-            if now >= entry.deadline:
+            if loop.time() + _SLACK >= entry.deadline:
                 await self._expire(entry)
                 continue
-            await send.send(entry)
-
-    async def _worker(self, receive: MemoryObjectReceiveStream[_Entry]) -> None:
-        poll_once = self._client._poll_once
-        async with receive:
-            async for entry in receive:
-                self._in_flight += 1
-                try:
-                    task = await poll_once(entry.path)
-                except AnyFastError as exc:
-                    self._in_flight -= 1
-                    await self._failed(entry, exc)
-                    continue
+            self._in_flight += 1
+            try:
+                if not pacer.try_acquire():
+                    await pacer.acquire()
+                task = await fetch(entry.path)
+            except AnyFastError as exc:
                 self._in_flight -= 1
-                if not entry.done:
-                    await self._observe(entry, task)
+                await self._failed(entry, exc)
+                continue
+            self._in_flight -= 1
+            if not entry.done:
+                await self._observe(entry, task)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -318,7 +368,7 @@ class Scheduler:
             await self._emit(entry.update(previous=previous, terminal=False))
         if not entry.done:
             delay = self._poll.next_delay(status, entry.same, self._rng)
-            self._push(entry, anyio.current_time() + delay)
+            self._push(entry, self._now() + delay)
 
     async def _failed(self, entry: _Entry, exc: AnyFastError) -> None:
         self._errors += 1
@@ -329,7 +379,7 @@ class Scheduler:
         if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
             await self._fatal(exc)
             return
-        now = anyio.current_time()
+        now = self._now()
         transient = is_retryable(exc) or (
             isinstance(exc, TaskNotFoundError) and now - entry.started < self._poll.not_found_grace
         )
@@ -386,15 +436,18 @@ class Scheduler:
         if entry.waiters is not None:
             entry.waiters.set()
         await self._emit(update)
-        if not self._entries and self._wake is not None:
-            self._wake.set()
+        if not self._entries:
+            self._wake_up()
 
     async def _emit(self, update: TaskUpdate) -> None:
         if not self._subscribers:
             return
         for stream in list(self._subscribers):
             try:
-                await stream.send(update)
+                try:
+                    stream.send_nowait(update)  # no event-loop turn when there is room
+                except anyio.WouldBlock:
+                    await stream.send(update)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.remove(stream)
 
@@ -429,6 +482,11 @@ class Scheduler:
             in_flight=self._in_flight,
             rate_cap=self._client._pacer.rate_cap,
         )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -469,7 +527,10 @@ class UpdateStream:
         if self._owns:
             self._scheduler.start()
         try:
-            update = await self._receive.receive()
+            try:
+                update = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                update = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self.aclose()
             problem = self._scheduler.problem

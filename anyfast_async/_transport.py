@@ -199,7 +199,7 @@ class Transport:
         try:
             async with session.request(
                 method,
-                self.url(path),
+                yarl.URL(self.base_url + path, encoded=True),
                 headers=headers,
                 data=json_body,
                 allow_redirects=False,

@@ -1,7 +1,7 @@
 """Benchmark: client CPU per poll and memory per watched task.
 
-A minimal keep-alive HTTP server runs in its own process and answers every request with the
-same small task record (status IN_PROGRESS, so polling never ends by itself). In this process
+A minimal keep-alive HTTP server runs in its own process and answers every request with a
+small task record. In this process
 the script measures, in one run:
 
 * the floor: a bare aiohttp GET + read loop with the same concurrency;
@@ -16,6 +16,11 @@ scheduler burns between polls.
 
     python benchmarks/bench_watch.py                  # full run (100,000 tasks)
     python benchmarks/bench_watch.py --quick          # a smaller, faster run
+
+Every task path answers IN_PROGRESS and SUCCESS on its fifth request, so the watch_many run
+ends by itself after exactly the number of polls measured.
+The memory figure is measured in a fresh interpreter (a subprocess of this script), so that
+memory freed by the CPU runs cannot hide the growth.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import platform
 import resource
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,24 +45,37 @@ import aiohttp
 
 from anyfast_async import AnyFast, Limits, PollPolicy
 
-BODY = (
-    b'{"code":"success","message":"","data":{"task_id":"asyntask_bench","action":"generate",'
-    b'"status":"IN_PROGRESS","fail_reason":"","submit_time":1777343862,"start_time":1777343866,'
-    b'"finish_time":0,"progress":"50%","request_id":"20260428023742441081000FMrSbjcs",'
-    b'"data":null}}'
-)
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    b"X-Oneapi-Request-Id: 20260428023742441081000FMrSbjcs\r\n"
-    b"Content-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
-)
+POLLS_PER_TASK = 5
+
+
+def _answer(status: bytes, progress: bytes) -> bytes:
+    body = (
+        b'{"code":"success","message":"","data":{"task_id":"asyntask_bench","action":"generate",'
+        b'"status":"' + status + b'","fail_reason":"","submit_time":1777343862,'
+        b'"start_time":1777343866,"finish_time":0,"progress":"' + progress + b'",'
+        b'"request_id":"20260428023742441081000FMrSbjcs","data":null}}'
+    )
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"X-Oneapi-Request-Id: 20260428023742441081000FMrSbjcs\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+RUNNING = _answer(b"IN_PROGRESS", b"50%")
+DONE = _answer(b"SUCCESS", b"100%")
 KEY = "sk-bench"
 
 
 # -- the cheap server --------------------------------------------------------------------------
 
 
+_POLLS: dict[bytes, int] = {}
+
+
 class _Answer(asyncio.Protocol):
+    """Every path answers IN_PROGRESS, and SUCCESS on its POLLS_PER_TASK-th request."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         self.buffer = b""
@@ -67,11 +86,24 @@ class _Answer(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
+            path = self.buffer[: self.buffer.find(b"\r\n")].split(b" ")[1]
             self.buffer = self.buffer[end + 4 :]
-            self.transport.write(RESPONSE)
+            count = _POLLS.get(path, 0) + 1
+            _POLLS[path] = count
+            self.transport.write(DONE if count % POLLS_PER_TASK == 0 else RUNNING)
+
+
+def _pin(cpu_index: int) -> None:
+    """Keep this process on one core (when there are two), so client and server never
+    share a core and the CPU figures do not wander."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) >= 2:
+        os.sched_setaffinity(0, {cores[cpu_index]})
 
 
 def _serve(sock: socket.socket) -> None:
+    _pin(1)
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_Answer, sock=sock, backlog=4096)
@@ -156,27 +188,31 @@ async def sdk_get_task(base: str, concurrency: int, total: int) -> tuple[int, fl
         return await loop_of(concurrency, total, one)
 
 
+_RUN = iter(range(1_000_000))
+
+
 async def sdk_watch_many(base: str, concurrency: int, total: int) -> tuple[int, float, float]:
-    tasks = max(concurrency * 4, 1000)
+    """wait_many over total / POLLS_PER_TASK fresh tasks, each answering SUCCESS on its
+    fifth poll: exactly ``total`` polls, none left in flight when the clock stops."""
     policy = PollPolicy.fixed(1e-6)
     async with _client(base, concurrency) as client:
-        async with client.watcher(concurrency=concurrency, poll=policy, timeout=None) as warm:
-            warm.add_many(f"warm_{i}" for i in range(concurrency))
-            while warm.statistics().polls < 500:
-                await asyncio.sleep(0.01)
-        async with client.watcher(concurrency=concurrency, poll=policy, timeout=None) as watcher:
-            c0, w0 = cpu(), time.perf_counter()
-            watcher.add_many(f"asyntask_{i}" for i in range(tasks))
-            while watcher.statistics().polls < total:
-                await asyncio.sleep(0.005)
-            polls = watcher.statistics().polls
-            return polls, cpu() - c0, time.perf_counter() - w0
+        warm = [f"warm{next(_RUN)}_{i}" for i in range(100)]
+        await client.wait_many(warm, concurrency=concurrency, poll=policy)
+        run = next(_RUN)
+        ids = [f"r{run}_asyntask_{i}" for i in range(total // POLLS_PER_TASK)]
+        c0, w0 = cpu(), time.perf_counter()
+        results = await client.wait_many(ids, concurrency=concurrency, poll=policy)
+        spent, wall = cpu() - c0, time.perf_counter() - w0
+        assert len(results) == len(ids)
+        return len(ids) * POLLS_PER_TASK, spent, wall
 
 
 async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, float]:
+    # A long interval, so that after the first round every task is idle, waiting.
+    policy = PollPolicy(interval=3600, waiting_interval=3600, max_waiting_interval=3600)
     async with _client(base, concurrency) as client:
         await client.get_task("warm")
-        async with client.watcher(concurrency=concurrency, timeout=None) as watcher:
+        async with client.watcher(concurrency=concurrency, timeout=None, poll=policy) as watcher:
             gc.collect()
             rss0 = rss_bytes()
             c0, w0 = cpu(), time.perf_counter()
@@ -207,47 +243,84 @@ async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, f
 # -- report ------------------------------------------------------------------------------------
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def measure_memory(tasks: int) -> dict[str, float]:
+    """Run the memory measurement in a fresh interpreter, so earlier runs do not skew RSS."""
+    out = subprocess.run(  # noqa: S603 - this very script
+        [sys.executable, __file__, "--memory-only", str(tasks)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks for the memory run")
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per CPU run")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per CPU run")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each, median reported")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 1000])
-    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 5,000 requests")
+    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 3,000 requests, 3 runs")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--memory-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_only:
+        with cheap_server() as base:
+            print(json.dumps(asyncio.run(watched_memory(base, args.memory_only, 64))))
+        return
     if args.quick:
-        args.tasks, args.requests = 10_000, 5_000
+        args.tasks, args.requests, args.repeat = 10_000, 3_000, 3
+    _pin(0)
 
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": sys.version.split()[0],
         "aiohttp": aiohttp.__version__,
+        "repeat": args.repeat,
         "cpu": [],
     }
+    contenders = (
+        ("bare_aiohttp", bare_aiohttp),
+        ("get_task", sdk_get_task),
+        ("watch_many", sdk_watch_many),
+    )
     with cheap_server() as base:
         for concurrency in args.concurrency:
             total = args.requests if concurrency > 1 else max(args.requests // 4, 1000)
-            row: dict[str, Any] = {"concurrency": concurrency}
-            for name, fn in (
-                ("bare_aiohttp", bare_aiohttp),
-                ("get_task", sdk_get_task),
-                ("watch_many", sdk_watch_many),
-            ):
-                count, cpu_s, wall = asyncio.run(fn(base, concurrency, total))
-                row[name] = {"requests": count, "cpu_us_per_request": cpu_s / count * 1e6}
-                row[name]["requests_per_second"] = count / wall
+            samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
+            for _ in range(args.repeat):  # interleaved, so drift hits every contender alike
+                for name, fn in contenders:
+                    count, cpu_s, _wall = asyncio.run(fn(base, concurrency, total))
+                    samples[name].append(cpu_s / count * 1e6)
+            row: dict[str, Any] = {"concurrency": concurrency, "requests": total}
+            for name, values in samples.items():
+                row[name] = {"cpu_us_per_request": _median(values), "samples": values}
             floor = row["bare_aiohttp"]["cpu_us_per_request"]
             for name in ("get_task", "watch_many"):
                 row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
             results["cpu"].append(row)
             print(json.dumps(row), flush=True)
-        results["memory"] = asyncio.run(watched_memory(base, args.tasks, 64))
-        print(json.dumps(results["memory"]), flush=True)
+    results["memory"] = measure_memory(args.tasks)
+    print(json.dumps(results["memory"]), flush=True)
+    report(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
 
+
+def report(results: dict[str, Any]) -> None:
     print()
     print(
         f"Machine: {results['machine']}; Python {results['python']}; aiohttp {results['aiohttp']}"
     )
+    print(f"Median of {results['repeat']} interleaved runs.")
     print()
     print(
         "| concurrency | bare aiohttp (µs CPU/request) | get_task (µs, ratio) | watch_many (µs, ratio) |"
@@ -263,15 +336,15 @@ def main() -> None:
         )
     mem = results["memory"]
     print()
-    print("| watched tasks | RSS growth | bytes per task | time to add all | idle scheduler CPU |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "| watched tasks | RSS growth | bytes per task | time to add all | first round of polls | idle scheduler CPU |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {mem['tasks']:,} | {mem['rss_growth_mib']:.1f} MiB | {mem['bytes_per_task']:.0f} B "
-        f"| {mem['add_seconds']:.2f} s | {mem['idle_cpu_seconds_per_second'] * 100:.1f} % of a core |"
+        f"| {mem['add_seconds']:.2f} s | {mem['first_round_seconds']:.1f} s "
+        f"| {mem['idle_cpu_seconds_per_second'] * 100:.2f} % of a core |"
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -572,7 +572,9 @@ async def test_watcher_statistics_snapshot(server: FakeAnyFast, fast_client: Any
     server.add_tasks(5, stages=[Stage(status="IN_PROGRESS")])
     async with fast_client.watcher(poll=FAST) as watcher:
         watcher.add_many(server.tasks)
-        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            while watcher.statistics().polls < 10:
+                await anyio.sleep(0.005)
         stats = watcher.statistics()
         assert stats.watching == 5
         assert stats.by_status == {"IN_PROGRESS": 5}
@@ -618,3 +620,20 @@ async def test_watcher_per_task_timeout(server: FakeAnyFast, fast_client: AnyFas
             await stuck.wait()
         assert (await fine.wait()).status is TaskStatus.SUCCESS
         assert watcher.statistics().timed_out == 1
+
+
+async def test_no_final_update_lost_when_many_finish_at_once(
+    server: FakeAnyFast, fast_client: AnyFast
+) -> None:
+    """Hundreds of tasks finishing together, read slowly: every final update arrives."""
+    server.add_tasks(400, stages=[Stage(status="SUCCESS", progress="100%")])
+    ids = list(server.tasks)
+    finals = 0
+    async for update in fast_client.watch_many(ids, concurrency=50, poll=FAST):
+        assert update.is_terminal
+        finals += 1
+        if finals % 50 == 0:
+            await anyio.sleep(0.01)  # a slow reader: the buffer fills up
+    assert finals == 400
+    results = await fast_client.wait_many(ids[:300], concurrency=100, poll=FAST)
+    assert len(results) == 300
