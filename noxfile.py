@@ -56,3 +56,15 @@ def examples(session: nox.Session) -> None:
     for script in sorted(Path("examples").glob("*.py")):
         session.log(f"running {script}")
         session.run("python", str(script), env=env)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and write benchmarks/results.json (slow: several minutes).
+
+    ``nox -s bench -- --quick`` for a smaller run.
+    """
+    session.install("-e", ".")
+    session.run(
+        "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
+    )
