@@ -58,7 +58,7 @@ def _note(exc: BaseException, text: str) -> None:
     if isinstance(notes, list):
         notes.append(text)
     else:
-        exc.__notes__ = [text]  # what add_note() does on Python 3.11+
+        exc.__notes__ = [text]  # type: ignore[attr-defined,unused-ignore]  # add_note() on 3.11+
 
 
 async def retrying(

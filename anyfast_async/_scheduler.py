@@ -44,7 +44,7 @@ from ._models import Task, TaskStatus, TaskUpdate, WatcherStatistics
 from ._retry import is_retryable
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from ._client import AnyFast
