@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import random
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
 import anyio
+import msgspec
 
 from ._config import (
     DEFAULT_LIMITS,
@@ -34,10 +36,23 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
+from ._create import (
+    DEFAULT_MAX_IMAGES,
+    CreatedTask,
+    CreateRequest,
+    ImageToVideo,
+    Ratio,
+    RawCreate,
+    ReferenceToVideo,
+    Resolution,
+    TextToVideo,
+    VideoEdit,
+    decode_created,
+)
 from ._decode import decode_task, parse_retry_after, status_error
-from ._exceptions import AnyFastError, RateLimitError, ResponseDecodeError
-from ._models import Task
-from ._retry import Pacer, Sleep, retrying
+from ._exceptions import AnyFastError, APIConnectionError, RateLimitError, ResponseDecodeError
+from ._models import Task, TaskUpdate
+from ._retry import Pacer, Sleep, is_create_retryable, retrying
 from ._transport import Response, Transport, default_user_agent
 
 if TYPE_CHECKING:
@@ -287,6 +302,233 @@ class AnyFast:
         if isinstance(error, RateLimitError):
             self._pacer.throttled(error.retry_after)
         raise error
+
+    # -- creating --------------------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> CreatedTask:
+        """Create a task from a typed request; return its id at once (generation then starts).
+
+        ::
+
+            created = await client.create(TextToVideo(prompt="A cat on grass", duration=5))
+            save(created.task_id)
+
+        **A create call is not idempotent**, so it is not retried blindly: it is sent again
+        only when the request provably never reached the server (the connection could not be
+        made) or the server refused it before processing it (HTTP 429 or 503, honouring
+        ``Retry-After``), up to the client's ``RetryPolicy.max_retries``. Any other failure
+        after the request was sent (a timeout, a dropped connection, a 500) is raised at once:
+        the task may or may not exist, and the :class:`APIConnectionError` says so
+        (``error.sent`` is ``True``). Look for it before creating it again.
+
+        Raises:
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            APIConnectionError, APITimeoutError: no answer (see above).
+            ResponseDecodeError: the answer holds no task id.
+        """
+        self._check_open()
+        body = msgspec.json.encode(request.body())
+        return await retrying(
+            lambda attempt: self._post_create(body, attempt),
+            policy=self._retry,
+            sleep=self._sleep,
+            rng=self._rng,
+            what=f"POST {TASKS_PATH}",
+            retryable=is_create_retryable,
+        )
+
+    async def _post_create(self, body: bytes, attempt: int) -> CreatedTask:
+        try:
+            response = await self._send("POST", TASKS_PATH, attempt, json_body=body)
+        except APIConnectionError as exc:
+            if not exc.sent:
+                raise
+            error = type(exc)(
+                f"{exc.message}; the request may have reached the server, so the task may "
+                "or may not have been created: look for it before creating it again",
+                method=exc.method,
+                path=exc.path,
+                retryable=False,
+            )
+            raise error from exc
+        if 200 <= response.status < 300:
+            if response.oversize:
+                raise _oversize(response, self._max_response_bytes)
+            return decode_created(
+                response.body, status_code=response.status, request_id=response.request_id
+            )
+        failure = _error_from(response)
+        if isinstance(failure, RateLimitError):
+            self._pacer.throttled(failure.retry_after)
+        raise failure
+
+    async def create_text_to_video(
+        self,
+        prompt: str,
+        *,
+        resolution: Resolution | None = None,
+        ratio: Ratio | None = None,
+        duration: int | None = None,
+        watermark: bool | None = None,
+        seed: int | None = None,
+    ) -> CreatedTask:
+        """Create a HappyHorse 1.0 text-to-video task. See :class:`TextToVideo`.
+
+        Arguments left as ``None`` are not sent, so the server's defaults apply (1080P, 16:9,
+        5 s, watermark on). Values are validated before anything is sent.
+        """
+        return await self.create(
+            TextToVideo(
+                prompt=prompt,
+                resolution=resolution,
+                ratio=ratio,
+                duration=duration,
+                watermark=watermark,
+                seed=seed,
+            )
+        )
+
+    async def create_image_to_video(
+        self,
+        image: str,
+        prompt: str,
+        *,
+        resolution: Resolution | None = None,
+        ratio: Ratio | None = None,
+        duration: int | None = None,
+        watermark: bool | None = None,
+        seed: int | None = None,
+    ) -> CreatedTask:
+        """Create a HappyHorse 1.0 image-to-video task from a first-frame image URL.
+
+        See :class:`ImageToVideo`.
+        """
+        return await self.create(
+            ImageToVideo(
+                image=image,
+                prompt=prompt,
+                resolution=resolution,
+                ratio=ratio,
+                duration=duration,
+                watermark=watermark,
+                seed=seed,
+            )
+        )
+
+    async def create_reference_to_video(
+        self,
+        images: Sequence[str],
+        prompt: str,
+        *,
+        resolution: Resolution | None = None,
+        ratio: Ratio | None = None,
+        duration: int | None = None,
+        watermark: bool | None = None,
+        seed: int | None = None,
+        max_images: int = DEFAULT_MAX_IMAGES,
+    ) -> CreatedTask:
+        """Create a HappyHorse 1.0 reference-to-video task from 1 to 3 image URLs.
+
+        See :class:`ReferenceToVideo`; ``max_images`` raises the limit of 3.
+        """
+        return await self.create(
+            ReferenceToVideo(
+                images=images,
+                prompt=prompt,
+                resolution=resolution,
+                ratio=ratio,
+                duration=duration,
+                watermark=watermark,
+                seed=seed,
+                max_images=max_images,
+            )
+        )
+
+    async def create_video_edit(
+        self,
+        video: str,
+        reference_image: str,
+        prompt: str,
+        *,
+        resolution: Resolution | None = None,
+        watermark: bool | None = None,
+        seed: int | None = None,
+    ) -> CreatedTask:
+        """Create a HappyHorse 1.0 video-edit task: one video, one reference image.
+
+        See :class:`VideoEdit`.
+        """
+        return await self.create(
+            VideoEdit(
+                video=video,
+                reference_image=reference_image,
+                prompt=prompt,
+                resolution=resolution,
+                watermark=watermark,
+                seed=seed,
+            )
+        )
+
+    async def create_task(self, model: str, body: Mapping[str, Any]) -> CreatedTask:
+        """Create a task of any model on the same endpoint (Seedance, Wan, ...).
+
+        ``body`` is sent as given, with ``model`` added; nothing is validated client-side.
+        """
+        return await self.create(RawCreate(model, body))
+
+    async def create_and_wait(
+        self,
+        request: CreateRequest,
+        *,
+        on_created: Callable[[CreatedTask], Awaitable[object] | object] | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> Task:
+        """Create a task, then wait for it; return the finished :class:`Task`.
+
+        ``on_created`` (a function or a coroutine function) is called with the
+        :class:`CreatedTask` before the wait begins: persist the id there, so that a crash
+        while waiting never loses a paid task. The errors of :meth:`create` and :meth:`wait`
+        are raised; a :class:`TaskFailedError` or :class:`WaitTimeoutError` carries the id.
+        """
+        created = await self.create(request)
+        if on_created is not None:
+            result = on_created(created)
+            if inspect.isawaitable(result):
+                await result
+        return await self.wait(
+            created.task_id, timeout=timeout, poll=poll, poll_interval=poll_interval
+        )
+
+    async def create_and_watch(
+        self,
+        request: CreateRequest,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+    ) -> AsyncIterator[CreatedTask | TaskUpdate]:
+        """Create a task and watch it: yields the :class:`CreatedTask` first, then updates.
+
+        ::
+
+            async for event in client.create_and_watch(TextToVideo(prompt="...")):
+                if isinstance(event, CreatedTask):
+                    save(event.task_id)          # before any waiting
+                else:
+                    print(event.status, event.progress)
+
+        Raises what :meth:`create` and :meth:`watch` raise.
+        """
+        created = await self.create(request)
+        yield created
+        async with self.watch(
+            created.task_id, timeout=timeout, poll=poll, poll_interval=poll_interval
+        ) as updates:
+            async for update in updates:
+                yield update
 
     # -- watching --------------------------------------------------------------------------
 

@@ -60,16 +60,26 @@ class APIConnectionError(AnyFastError):
         path: The path of the request (never the full URL with credentials).
         retryable: ``False`` when trying again cannot help (a refused TLS certificate, an
             answer that is not valid HTTP).
+        sent: ``False`` when the request provably never reached the server (the connection
+            could not be made); ``True`` when it may have. A create call whose request may
+            have been sent may have created the task.
     """
 
     def __init__(
-        self, message: str, *, method: str = "", path: str = "", retryable: bool = True
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        retryable: bool = True,
+        sent: bool = True,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         self.path = path
         self.retryable = retryable
+        self.sent = sent
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):

@@ -19,7 +19,15 @@ from ._exceptions import (
     TaskNotFoundError,
 )
 
-__all__ = ["RETRYABLE_STATUS", "Pacer", "Sleep", "backoff_delay", "is_retryable", "retrying"]
+__all__ = [
+    "RETRYABLE_STATUS",
+    "Pacer",
+    "Sleep",
+    "backoff_delay",
+    "is_create_retryable",
+    "is_retryable",
+    "retrying",
+]
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[object]]
@@ -37,6 +45,17 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, TaskNotFoundError):
         return False
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUS
+
+
+def is_create_retryable(exc: BaseException) -> bool:
+    """Whether a failed create call may be sent again without risking a second task.
+
+    Only when the request provably never reached the server (the connection could not be
+    made), or the server refused it before processing (429, 503).
+    """
+    if isinstance(exc, APIConnectionError):
+        return exc.retryable and not exc.sent
+    return isinstance(exc, APIStatusError) and exc.status_code in (429, 503)
 
 
 def backoff_delay(
@@ -69,6 +88,7 @@ async def retrying(
     rng: random.Random,
     what: str = "request",
     on_retry: Callable[[AnyFastError], object] | None = None,
+    retryable: Callable[[BaseException], bool] = is_retryable,
 ) -> T:
     """Await ``call(attempt)`` until it succeeds, retrying transient errors per ``policy``.
 
@@ -82,7 +102,7 @@ async def retrying(
         try:
             return await call(attempt + 1)
         except AnyFastError as exc:
-            if not is_retryable(exc):
+            if not retryable(exc):
                 raise
             if attempt >= policy.max_retries:
                 if attempt:

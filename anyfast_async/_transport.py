@@ -66,7 +66,11 @@ def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError
     """
     where = f"{method} {path}"
     error: APIConnectionError
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        error = APITimeoutError(
+            f"{where}: timed out connecting", method=method, path=path, sent=False
+        )
+    elif isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         error = APITimeoutError(
             f"{where} timed out ({type(exc).__name__})", method=method, path=path
         )
@@ -82,6 +86,7 @@ def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError
             f"{where}: cannot connect to {exc.host}:{exc.port} ({exc.os_error})",
             method=method,
             path=path,
+            sent=False,
         )
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         error = APIConnectionError(

@@ -54,6 +54,8 @@ from aiohttp import web
 
 __all__ = ["FakeAnyFast", "FakeTask", "Fault", "RecordedRequest", "Stage"]
 
+CREATE_PATH = "/v1/video/generations"
+"""Path of the create endpoint (``POST``)."""
 QUERY_PREFIX = "/v1/video/generations/"
 """Path prefix of the task-query endpoint; the task id is the one segment that follows."""
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE"})
@@ -357,8 +359,8 @@ class RecordedRequest:
 
     ``path`` is the raw request target (still percent-encoded), ``task_id`` the decoded id when the
     path is a well-formed query path (else ``None``), ``headers`` the headers with the case they
-    were sent in, ``time`` the server clock at arrival and ``status`` the HTTP status answered
-    (0 when the connection was dropped).
+    were sent in, ``time`` the server clock at arrival, ``status`` the HTTP status answered
+    (0 when the connection was dropped) and ``body`` the request body (for a create call).
     """
 
     method: str
@@ -367,6 +369,7 @@ class RecordedRequest:
     headers: dict[str, str]
     time: float
     status: int
+    body: bytes = b""
 
 
 class _Plan:
@@ -539,8 +542,78 @@ class _RateRule:
     rng: random.Random = field(repr=False)
 
 
+_HAPPYHORSE = ("happyhorse-1.0-t2v", "happyhorse-1.0-i2v", "happyhorse-1.0-r2v")
+_EDIT = "happyhorse-1.0-video-edit"
+_KNOB_RULES: dict[str, Callable[[Any], bool]] = {
+    "resolution": lambda v: v in ("720P", "1080P"),
+    "ratio": lambda v: v in ("16:9", "9:16", "1:1", "4:3", "3:4"),
+    "duration": lambda v: type(v) is int and 3 <= v <= 15,
+    "watermark": lambda v: type(v) is bool,
+    "seed": lambda v: type(v) is int and 0 <= v <= 2_147_483_647,
+}
+
+
+def _is_http_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
+
+
+def check_create_body(doc: object, *, max_images: int = 9) -> str | None:
+    """What the documented server would refuse in a create body, or ``None`` if it is valid.
+
+    HappyHorse 1.0 bodies are checked against the documented limits (knobs at the top level or
+    in ``parameters``; video-edit in the native ``input.media`` form). Other models only need a
+    ``model``.
+    """
+    if not isinstance(doc, dict):
+        return "request body must be a JSON object"
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        return "model is required"
+    if model not in (*_HAPPYHORSE, _EDIT):
+        return None
+    parameters = doc.get("parameters", {})
+    if not isinstance(parameters, dict):
+        return "parameters must be an object"
+    knobs = {**{k: doc[k] for k in _KNOB_RULES if k in doc}, **parameters}
+    for name, value in knobs.items():
+        rule = _KNOB_RULES.get(name)
+        if rule is not None and not rule(value):
+            return f"invalid {name}: {value!r}"
+    if model == _EDIT:
+        payload = doc.get("input")
+        if not isinstance(payload, dict):
+            return "input is required for happyhorse-1.0-video-edit"
+        prompt = payload.get("prompt")
+        media = payload.get("media")
+        if not isinstance(media, list) or len(media) != 2:
+            return "input.media must hold exactly one video and one reference_image"
+        kinds = sorted(str(m.get("type")) for m in media if isinstance(m, dict))
+        if kinds != ["reference_image", "video"]:
+            return "input.media must hold exactly one video and one reference_image"
+        if not all(isinstance(m, dict) and _is_http_url(m.get("url")) for m in media):
+            return "input.media[].url must be an http(s) URL"
+    else:
+        prompt = doc.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return "prompt is required"
+    if model == "happyhorse-1.0-i2v":
+        image = doc.get("image")
+        if image is None and isinstance(doc.get("images"), list) and doc["images"]:
+            image = doc["images"][0]
+        if not _is_http_url(image):
+            return "image must be an http(s) URL"
+    if model == "happyhorse-1.0-r2v":
+        images = doc.get("images")
+        if not isinstance(images, list) or not 1 <= len(images) <= max_images:
+            return f"images must hold 1 to {max_images} URLs"
+        if not all(_is_http_url(url) for url in images):
+            return "images must be http(s) URLs"
+    return None
+
+
 class FakeAnyFast:
-    """A fake AnyFast gateway serving ``GET /v1/video/generations/{task_id}`` on 127.0.0.1.
+    """A fake AnyFast gateway on 127.0.0.1: ``GET /v1/video/generations/{task_id}`` and the
+    create call ``POST /v1/video/generations``.
 
     Use it as ``async with FakeAnyFast() as server:`` (or :meth:`start` / :meth:`close`).
 
@@ -592,6 +665,15 @@ class FakeAnyFast:
         self._closing = False
         self._runner: web.ServerRunner | None = None
         self._base_url: str | None = None
+        self.create_stages: Sequence[Stage] | Callable[[dict[str, Any]], Sequence[Stage]] | None
+        self.create_stages = None
+        """Stages of tasks made by create calls: a list, a function of the request body
+        returning one, or ``None`` for :meth:`default_success_stages`."""
+        self.created: list[FakeTask] = []
+        """The tasks made by create calls, in order."""
+        self.max_reference_images = 9
+        """The most reference images a reference-to-video body may hold (the upstream
+        model's limit; AnyFast documents 3)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -738,8 +820,9 @@ class FakeAnyFast:
             raise ValueError(f"unknown key state {state!r}")
         self._key_state = state
 
-    def _take_fault(self, task_id: str) -> Fault | None:
-        queues = [q for q in (self._task_faults.get(task_id), self._global_faults) if q]
+    def _take_fault(self, task_id: str | None) -> Fault | None:
+        own = self._task_faults.get(task_id) if task_id is not None else None
+        queues = [q for q in (own, self._global_faults) if q]
         if queues:
             queue = min(queues, key=lambda q: q[0].seq)
             head = queue[0]
@@ -747,7 +830,7 @@ class FakeAnyFast:
             if head.remaining <= 0:
                 # Lists hold few entries in practice; pop(0) keeps FIFO order simply.
                 queue.pop(0)
-                if queue is not self._global_faults and not queue:
+                if queue is not self._global_faults and not queue and task_id is not None:
                     del self._task_faults[task_id]
             return head.fault
         for rule in self._rate_rules:
@@ -810,14 +893,25 @@ class FakeAnyFast:
         rid = new_request_id()
         task_id: str | None = None
         status = 0
+        sent = b""
         try:
             path = request.raw_path.partition("?")[0]
             segment = path[len(QUERY_PREFIX) :] if path.startswith(QUERY_PREFIX) else ""
+            creating = request.method == "POST" and path == CREATE_PATH
+            if creating:
+                sent = await request.read()
             if request.method == "GET" and segment and "/" not in segment:
                 task_id = unquote(segment)
                 self._polls[task_id] = self._polls.get(task_id, 0) + 1
             if await self._sleep(self.latency):
                 return _drop(request)
+            if creating:
+                fault = self._take_fault(None)
+                if fault is None:
+                    status, ctype, body = self._create_answer(request, sent, rid)
+                    return _response(status, rid, ctype, body)
+                resp, status = await self._faulted(request, None, rid, fault)
+                return resp
             if task_id is None:
                 message = f"Invalid URL ({request.method} {unquote(path)})"
                 error = {
@@ -838,16 +932,22 @@ class FakeAnyFast:
             self._in_flight -= 1
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
             self._requests.append(
-                RecordedRequest(request.method, request.raw_path, task_id, headers, arrived, status)
+                RecordedRequest(
+                    request.method, request.raw_path, task_id, headers, arrived, status, sent
+                )
             )
 
     async def _faulted(
-        self, request: web.BaseRequest, task_id: str, rid: str, fault: Fault
+        self, request: web.BaseRequest, task_id: str | None, rid: str, fault: Fault
     ) -> tuple[web.StreamResponse, int]:
         if await self._sleep(fault.delay) or fault.drop:
             return _drop(request), 0
         ctype: str | None
-        if fault.body is None:
+        if fault.body is None and task_id is None:  # a create call, answered late
+            status, ctype, body = self._create_answer(request, await request.read(), rid)
+            status = status if fault.status is None else fault.status
+        elif fault.body is None:
+            assert task_id is not None
             status, ctype, body = self._answer(request, task_id, rid, fault.answers_normally)
             status = status if fault.status is None else fault.status
         else:
@@ -871,10 +971,8 @@ class FakeAnyFast:
             request.transport.close()
         return resp, status
 
-    def _answer(
-        self, request: web.BaseRequest, task_id: str, rid: str, advance: bool
-    ) -> tuple[int, str, bytes]:
-        """The normal (status, content type, body) for a query of ``task_id``."""
+    def _refused(self, request: web.BaseRequest, rid: str) -> tuple[int, str, bytes] | None:
+        """The 401/403 answer when the key is missing, wrong, exhausted or forbidden."""
         auth = request.headers.get("Authorization", "")
         if not auth:
             return self._auth_error(401, "No token provided", rid)
@@ -884,6 +982,50 @@ class FakeAnyFast:
             return self._auth_error(401, "The token quota has been exhausted", rid)
         if self._key_state == "forbidden":
             return self._auth_error(403, "This token is not allowed to access this resource", rid)
+        return None
+
+    def _create_answer(
+        self, request: web.BaseRequest, sent: bytes, rid: str
+    ) -> tuple[int, str, bytes]:
+        """Validate a create body like the gateway would; add the task; answer like it."""
+        refused = self._refused(request, rid)
+        if refused is not None:
+            return refused
+        try:
+            doc = msgspec.json.decode(sent)
+        except msgspec.DecodeError:
+            doc = None
+        problem = check_create_body(doc, max_images=self.max_reference_images)
+        if problem is not None:
+            error = _openai_error(
+                f"{problem} (request id: {rid})", "invalid_request_error", "invalid_parameter"
+            )
+            return 400, ERROR_CT, go_json(error)
+        assert isinstance(doc, dict)
+        model = doc["model"]
+        stages = self.create_stages
+        if callable(stages):
+            stages = stages(doc)
+        task = self._add(_random_task_ids(1), stages)[0]
+        self.created.append(task)
+        answer = {
+            "id": task.task_id,
+            "task_id": task.task_id,
+            "object": "video",
+            "model": model,
+            "status": "queued" if model.startswith("happyhorse") else "",
+            "progress": 0,
+            "created_at": task.submit_time,
+        }
+        return 200, JSON_CT, go_json(answer)
+
+    def _answer(
+        self, request: web.BaseRequest, task_id: str, rid: str, advance: bool
+    ) -> tuple[int, str, bytes]:
+        """The normal (status, content type, body) for a query of ``task_id``."""
+        refused = self._refused(request, rid)
+        if refused is not None:
+            return refused
         task = self._tasks.get(task_id)
         if task is None:
             return 400, ERROR_CT, go_json(_envelope_error("task_not_exist", "task_not_exist"))

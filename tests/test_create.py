@@ -1,0 +1,371 @@
+"""Create calls: documented bodies, client-side validation, retry rules, create-then-wait."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import anyio
+import pytest
+
+from anyfast_async import (
+    AnyFast,
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    CreatedTask,
+    ImageToVideo,
+    PollPolicy,
+    ReferenceToVideo,
+    ResponseDecodeError,
+    ServerError,
+    TaskFailedError,
+    TaskStatus,
+    TaskUpdate,
+    TextToVideo,
+    Timeout,
+    VideoEdit,
+)
+from anyfast_async.testing import FakeAnyFast, Fault, check_create_body
+
+from .conftest import RecordingSleep, load
+
+pytestmark = pytest.mark.anyio
+
+FAST = PollPolicy.fixed(0.005)
+
+
+def posts(server: FakeAnyFast) -> list[dict[str, Any]]:
+    """The bodies of the create calls the server received."""
+    return [json.loads(r.body) for r in server.requests if r.method == "POST"]
+
+
+def doc(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(load(name))
+    return loaded
+
+
+# -- bodies ------------------------------------------------------------------------------------
+
+
+async def test_text_to_video_body_matches_docs(server: FakeAnyFast, client: AnyFast) -> None:
+    """t2v sends the documented body, field for field."""
+    created = await client.create_text_to_video(
+        "A cat running on grass", resolution="720P", ratio="16:9", duration=5, watermark=False
+    )
+    assert posts(server) == [doc("request_happyhorse_t2v_parameters_object.json")]
+    assert created.task_id == server.created[0].task_id
+    assert created.model == "happyhorse-1.0-t2v"
+    assert created.status == "queued"
+    assert created.created_at is not None
+
+
+async def test_flat_documented_t2v_example_means_the_same(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """The flat example's knobs are what the SDK puts in `parameters`."""
+    flat = doc("request_happyhorse_t2v_flat.json")
+    await client.create_text_to_video(
+        flat["prompt"],
+        resolution=flat["resolution"],
+        ratio=flat["ratio"],
+        duration=flat["duration"],
+        watermark=flat["watermark"],
+        seed=flat["seed"],
+    )
+    (sent,) = posts(server)
+    knobs = {k: flat[k] for k in ("resolution", "ratio", "duration", "watermark", "seed")}
+    assert sent == {"model": flat["model"], "prompt": flat["prompt"], "parameters": knobs}
+
+
+async def test_image_to_video_body_matches_docs(server: FakeAnyFast, client: AnyFast) -> None:
+    """i2v sends the documented body."""
+    example = doc("request_happyhorse_i2v_parameters_object.json")
+    await client.create_image_to_video(
+        example["image"], example["prompt"], resolution="720P", duration=5, watermark=False
+    )
+    assert posts(server) == [example]
+
+
+async def test_reference_to_video_body_matches_docs(server: FakeAnyFast, client: AnyFast) -> None:
+    """r2v sends the documented body with its three reference images."""
+    example = doc("request_happyhorse_r2v.json")
+    await client.create_reference_to_video(
+        example["images"],
+        example["prompt"],
+        resolution="720P",
+        ratio="16:9",
+        duration=5,
+        watermark=False,
+    )
+    assert posts(server) == [example]
+
+
+async def test_video_edit_body_matches_docs(server: FakeAnyFast, client: AnyFast) -> None:
+    """video-edit sends the documented native body (input.media)."""
+    example = doc("request_happyhorse_video_edit.json")
+    media = {m["type"]: m["url"] for m in example["input"]["media"]}
+    await client.create_video_edit(
+        media["video"],
+        media["reference_image"],
+        example["input"]["prompt"],
+        resolution="720P",
+        watermark=False,
+        seed=1073741823,
+    )
+    assert posts(server) == [example]
+
+
+async def test_unset_knobs_are_left_out(server: FakeAnyFast, client: AnyFast) -> None:
+    """Only what the caller set is sent, so the server's defaults apply."""
+    await client.create_text_to_video("A cat")
+    await client.create_text_to_video("A dog", seed=0)
+    assert posts(server) == [
+        {"model": "happyhorse-1.0-t2v", "prompt": "A cat"},
+        {"model": "happyhorse-1.0-t2v", "prompt": "A dog", "parameters": {"seed": 0}},
+    ]
+
+
+async def test_create_task_sends_the_body_as_given(server: FakeAnyFast, client: AnyFast) -> None:
+    """create_task() passes another model's body through, and reads its empty status."""
+    created = await client.create_task("seedance-fast", {"prompt": "x", "resolution": "720p"})
+    assert posts(server) == [{"prompt": "x", "resolution": "720p", "model": "seedance-fast"}]
+    assert created.status == ""
+    assert created.model == "seedance-fast"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "create_happyhorse_t2v.json",
+        "create_happyhorse_i2v.json",
+        "create_happyhorse_video_edit.json",
+        "create_seedance_fast.json",
+        "create_wan22_t2v_a14b.json",
+        "variant_create_wan22_zh_schema_placeholder.json",
+    ],
+)
+async def test_documented_create_answers_decode(
+    server: FakeAnyFast, client: AnyFast, name: str
+) -> None:
+    """Every documented create answer gives a task id (task_id, else id)."""
+    body = load(name)
+    server.inject(Fault.http(200, body, content_type="application/json"))
+    created = await client.create_text_to_video("A cat")
+    expected = json.loads(body)
+    assert created.task_id == expected.get("task_id") or expected["id"]
+    assert created.status == expected["status"]
+
+
+async def test_create_answer_without_id(server: FakeAnyFast, client: AnyFast) -> None:
+    """An answer with no task id is a ResponseDecodeError, not a task with an empty id."""
+    server.inject(Fault.http(200, {"object": "video", "status": "queued"}))
+    with pytest.raises(ResponseDecodeError, match="no task id"):
+        await client.create_text_to_video("A cat")
+
+
+# -- validation --------------------------------------------------------------------------------
+
+URL = "https://example.com/a.png"
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "error", "fragment"),
+    [
+        (TextToVideo, {"prompt": ""}, ValueError, "prompt"),
+        (TextToVideo, {"prompt": "   "}, ValueError, "prompt"),
+        (TextToVideo, {"prompt": 3}, TypeError, "prompt"),
+        (TextToVideo, {"prompt": "x", "resolution": "4K"}, ValueError, "'720P', '1080P'"),
+        (TextToVideo, {"prompt": "x", "resolution": "720p"}, ValueError, "resolution"),
+        (TextToVideo, {"prompt": "x", "ratio": "21:9"}, ValueError, "'16:9', '9:16', '1:1'"),
+        (TextToVideo, {"prompt": "x", "duration": 2}, ValueError, "between 3 and 15"),
+        (TextToVideo, {"prompt": "x", "duration": 16}, ValueError, "between 3 and 15"),
+        (TextToVideo, {"prompt": "x", "duration": 5.5}, TypeError, "duration"),
+        (TextToVideo, {"prompt": "x", "duration": True}, TypeError, "duration"),
+        (TextToVideo, {"prompt": "x", "seed": -1}, ValueError, "0 and 2147483647"),
+        (TextToVideo, {"prompt": "x", "seed": 2**31}, ValueError, "seed"),
+        (TextToVideo, {"prompt": "x", "watermark": "no"}, TypeError, "watermark"),
+        (ImageToVideo, {"image": "ftp://x/a.png", "prompt": "x"}, ValueError, r"http\(s\)"),
+        (ImageToVideo, {"image": "a.png", "prompt": "x"}, ValueError, "image"),
+        (ReferenceToVideo, {"images": [], "prompt": "x"}, ValueError, "1 to 3"),
+        (ReferenceToVideo, {"images": [URL] * 4, "prompt": "x"}, ValueError, "1 to 3"),
+        (ReferenceToVideo, {"images": URL, "prompt": "x"}, TypeError, "list"),
+        (ReferenceToVideo, {"images": [URL, "x"], "prompt": "x"}, ValueError, r"images\[1\]"),
+        (VideoEdit, {"video": "no", "reference_image": URL, "prompt": "x"}, ValueError, "video"),
+        (
+            VideoEdit,
+            {"video": URL, "reference_image": "", "prompt": "x"},
+            ValueError,
+            "reference_image",
+        ),
+        (
+            VideoEdit,
+            {"video": URL, "reference_image": URL, "prompt": "x", "duration": 5},
+            ValueError,
+            "do not apply",
+        ),
+    ],
+)
+def test_validation_names_the_field(
+    kind: type[Any], fields: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
+    """Each documented limit is checked when the request is built, with a clear message."""
+    with pytest.raises(error, match=fragment):
+        kind(**fields)
+
+
+async def test_invalid_input_sends_nothing(server: FakeAnyFast, client: AnyFast) -> None:
+    """Validation happens before any request: the server sees nothing."""
+    with pytest.raises(ValueError, match="duration"):
+        await client.create_text_to_video("x", duration=99)
+    with pytest.raises(ValueError, match="1 to 3"):
+        await client.create_reference_to_video([URL] * 5, "x")
+    with pytest.raises(ValueError, match="video"):
+        await client.create_video_edit("file:///tmp/v.mp4", URL, "x")
+    with pytest.raises(ValueError, match="model"):
+        await client.create_task("", {})
+    assert server.requests == []
+
+
+async def test_max_images_is_configurable(server: FakeAnyFast, client: AnyFast) -> None:
+    """More than 3 reference images are allowed when asked for (the upstream takes up to 9)."""
+    await client.create_reference_to_video([URL] * 5, "x", max_images=9)
+    assert len(posts(server)[0]["images"]) == 5
+
+
+def test_fake_server_validates_like_the_docs() -> None:
+    """The fake server refuses what the documented server would."""
+    assert check_create_body(doc("request_happyhorse_t2v_flat.json")) is None
+    assert check_create_body(doc("request_happyhorse_i2v_flat.json")) is None
+    assert check_create_body(doc("request_happyhorse_video_edit.json")) is None
+    assert check_create_body({"model": "happyhorse-1.0-t2v"}) == "prompt is required"
+    assert "duration" in str(
+        check_create_body({"model": "happyhorse-1.0-t2v", "prompt": "x", "duration": 99})
+    )
+    assert check_create_body({"model": "wan2.2-t2v-a14b"}) is None
+    assert check_create_body([1]) == "request body must be a JSON object"
+
+
+async def test_server_side_refusal_is_bad_request(server: FakeAnyFast, client: AnyFast) -> None:
+    """A body the server refuses gives BadRequestError with its reason and request id."""
+    with pytest.raises(BadRequestError, match="invalid duration") as info:
+        await client.create_task("happyhorse-1.0-t2v", {"prompt": "x", "duration": 99})
+    assert info.value.request_id
+    assert server.created == []
+
+
+# -- retry rules -------------------------------------------------------------------------------
+
+
+async def test_refused_connection_is_retried(sleep: RecordingSleep) -> None:
+    """Nothing listening: the request provably never left, so it is tried again."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with AnyFast("sk-x", base_url=f"http://127.0.0.1:{port}", sleep=sleep) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.create_text_to_video("A cat")
+    assert info.value.sent is False
+    assert len(sleep.calls) == 3
+
+
+@pytest.mark.parametrize("fault", [Fault.rate_limited(retry_after="1"), Fault.empty(503)])
+async def test_refused_before_processing_is_retried(
+    server: FakeAnyFast, client: AnyFast, sleep: RecordingSleep, fault: Fault
+) -> None:
+    """429 and 503 mean the server did not process the request: it is sent again, once."""
+    server.inject(fault)
+    created = await client.create_text_to_video("A cat")
+    assert len(posts(server)) == 2
+    assert [t.task_id for t in server.created] == [created.task_id]
+    assert len(sleep.calls) == 1
+
+
+async def test_dropped_connection_after_send_is_not_retried(
+    server: FakeAnyFast, client: AnyFast, sleep: RecordingSleep
+) -> None:
+    """The server had the request when the connection dropped: no second POST."""
+    server.inject(Fault.drop_connection())
+    with pytest.raises(APIConnectionError, match="may or may not have been created") as info:
+        await client.create_text_to_video("A cat")
+    assert info.value.sent is True
+    assert len(posts(server)) == 1
+    assert sleep.calls == []
+
+
+async def test_timeout_after_send_is_not_retried(server: FakeAnyFast) -> None:
+    """A timeout after sending says the task may exist, and is not retried."""
+    server.inject(Fault.slow(1.0))
+    async with AnyFast(
+        server.api_key, base_url=server.base_url, timeout=Timeout(total=0.1)
+    ) as client:
+        with pytest.raises(APITimeoutError, match="may or may not have been created"):
+            await client.create_text_to_video("A cat")
+    with anyio.fail_after(5):  # the server goes on, and does create the task
+        while not server.created:
+            await anyio.sleep(0.02)
+    assert len(posts(server)) == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.empty(500), Fault.empty(502), Fault.empty(504)])
+async def test_other_server_errors_are_not_retried(
+    server: FakeAnyFast, client: AnyFast, fault: Fault
+) -> None:
+    """A 500, 502 or 504 may come after processing: raised at once."""
+    server.inject(fault)
+    with pytest.raises(ServerError):
+        await client.create_text_to_video("A cat")
+    assert len(posts(server)) == 1
+
+
+# -- create, then wait -------------------------------------------------------------------------
+
+
+async def test_create_and_wait_success(server: FakeAnyFast, client: AnyFast) -> None:
+    """create_and_wait hands the id to on_created before waiting, then returns the result."""
+    seen: list[str] = []
+
+    async def remember(created: CreatedTask) -> None:
+        assert server.polls(created.task_id) == 0, "called before any poll"
+        seen.append(created.task_id)
+
+    task = await client.create_and_wait(TextToVideo(prompt="A cat"), on_created=remember, poll=FAST)
+    assert task.status is TaskStatus.SUCCESS
+    assert seen == [task.task_id]
+    assert task.result_url is not None
+
+
+async def test_create_and_wait_failure(server: FakeAnyFast, client: AnyFast) -> None:
+    """A generation that fails raises TaskFailedError carrying the created task's id."""
+    server.create_stages = FakeAnyFast.failure_stages("moderation")
+    ids: list[str] = []
+    with pytest.raises(TaskFailedError) as info:
+        await client.create_and_wait(
+            ImageToVideo(image=URL, prompt="x"),
+            on_created=lambda c: ids.append(c.task_id),
+            poll=FAST,
+        )
+    assert info.value.task.task_id == ids[0]
+    assert info.value.reason == "moderation"
+
+
+async def test_create_and_watch_yields_the_id_first(server: FakeAnyFast, client: AnyFast) -> None:
+    """create_and_watch yields the CreatedTask first, then the updates to the end."""
+    events = [e async for e in client.create_and_watch(TextToVideo(prompt="x"), poll=FAST)]
+    assert isinstance(events[0], CreatedTask)
+    updates = events[1:]
+    assert all(isinstance(u, TaskUpdate) for u in updates)
+    assert isinstance(updates[-1], TaskUpdate)
+    assert updates[-1].succeeded
+    assert {u.task_id for u in updates if isinstance(u, TaskUpdate)} == {events[0].task_id}
+
+
+async def test_not_found_right_after_create_is_ridden_out(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """The gateway's brief task_not_exist right after a create does not end the wait."""
+    created = await client.create_text_to_video("x")
+    server.inject(Fault.task_not_exist(), times=3, task_id=created.task_id)
+    task = await client.wait(created.task_id, poll=FAST)
+    assert task.status is TaskStatus.SUCCESS
