@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -30,6 +32,7 @@ __all__ = [
     "ENV_API_KEY",
     "ENV_BASE_URL",
     "UNSET",
+    "InsecureBaseURLWarning",
     "Limits",
     "PollPolicy",
     "RetryPolicy",
@@ -319,7 +322,9 @@ def resolve_base_url(base_url: str | None) -> str:
 
     The URL needs an ``http`` or ``https`` scheme and a host. A trailing slash is removed. A path
     prefix is kept (for a gateway mounted behind a proxy path), but a path ending in ``/v1`` is
-    refused, because the SDK adds ``/v1/...`` itself.
+    refused, because the SDK adds ``/v1/...`` itself. Plain ``http`` is accepted for this
+    machine (``localhost``, ``127.0.0.0/8``, ``::1``: test servers) and warned about
+    (:class:`InsecureBaseURLWarning`) for any other host.
     """
     if base_url is None:
         base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
@@ -343,4 +348,23 @@ def resolve_base_url(base_url: str | None) -> str:
         parts.port  # noqa: B018 - validates the port number
     except ValueError as exc:
         raise ValueError(f"base_url has an invalid port: {url!r}") from exc
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        warnings.warn(
+            f"base_url {url!r} is not https: the API key would cross the network unencrypted",
+            InsecureBaseURLWarning,
+            stacklevel=3,
+        )
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class InsecureBaseURLWarning(UserWarning):
+    """The base URL is plain ``http`` to a host other than this machine."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

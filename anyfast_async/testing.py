@@ -176,7 +176,8 @@ class Fault:
     * ``truncate``: announces the full ``Content-Length`` but sends only half the body (the normal
       body when ``body`` is ``None``), then closes the connection;
     * ``chunked``: sends the body with chunked transfer encoding (no ``Content-Length``), in
-      64 KiB pieces.
+      64 KiB pieces;
+    * ``trickle``: sends the body 16 bytes at a time, ``trickle`` seconds apart.
 
     Only faults that deliver the normal body in full (``body is None`` and neither ``drop`` nor
     ``truncate``) advance a task's lifecycle. ``headers`` are added to the answer and may override
@@ -191,6 +192,7 @@ class Fault:
     drop: bool = False
     truncate: bool = False
     chunked: bool = False
+    trickle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.truncate and self.chunked:
@@ -323,6 +325,11 @@ class Fault:
     def slow(cls, delay: float) -> Fault:
         """The normal answer (same status, advances the task) after ``delay`` seconds."""
         return cls(status=None, delay=delay)
+
+    @classmethod
+    def trickle_body(cls, seconds_per_piece: float = 0.05) -> Fault:
+        """The normal answer, its body sent 16 bytes at a time with pauses in between."""
+        return cls(status=None, trickle=seconds_per_piece)
 
     @classmethod
     def wrong_shape(
@@ -669,6 +676,8 @@ class FakeAnyFast:
         self.create_stages = None
         """Stages of tasks made by create calls: a list, a function of the request body
         returning one, or ``None`` for :meth:`default_success_stages`."""
+        self.faults_served = 0
+        """How many answers were faults (queued or random), since start."""
         self.created: list[FakeTask] = []
         """The tasks made by create calls, in order."""
         self.max_reference_images = 9
@@ -940,6 +949,7 @@ class FakeAnyFast:
     async def _faulted(
         self, request: web.BaseRequest, task_id: str | None, rid: str, fault: Fault
     ) -> tuple[web.StreamResponse, int]:
+        self.faults_served += 1
         if await self._sleep(fault.delay) or fault.drop:
             return _drop(request), 0
         ctype: str | None
@@ -953,6 +963,17 @@ class FakeAnyFast:
         else:
             status = 500 if fault.status is None else fault.status  # never None with a body
             ctype, body = fault.content_type, fault.body
+        if fault.trickle:
+            resp = web.StreamResponse(status=status, headers=_headers(rid, ctype, fault.headers))
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            for start in range(0, len(body), 16):
+                await resp.write(body[start : start + 16])
+                if await self._sleep(fault.trickle):
+                    break
+            else:
+                await resp.write_eof()
+            return resp, status
         if fault.chunked:
             resp = web.StreamResponse(status=status, headers=_headers(rid, ctype, fault.headers))
             resp.enable_chunked_encoding()

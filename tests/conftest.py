@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import gc
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +40,53 @@ def sleep() -> RecordingSleep:
     return RecordingSleep()
 
 
+def open_tcp_sockets() -> set[str]:
+    """Inodes of the TCP sockets this process has open (client and fake server alike)."""
+    ours: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ours.add(target[8:-1])
+    tcp: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                tcp.update(line.split()[9] for line in f)
+        except OSError:
+            continue
+    return ours & tcp
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sockets() -> Iterator[None]:
+    """After each test every TCP socket it opened is closed."""
+    before = open_tcp_sockets()
+    yield
+    gc.collect()
+    leaked = open_tcp_sockets() - before
+    assert not leaked, f"{len(leaked)} TCP socket(s) left open"
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[FakeAnyFast]:
     async with FakeAnyFast() as fake:
         yield fake
+    # Client and server are closed: nothing of theirs may still be running.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    current = asyncio.current_task()
+    pending = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current
+        and not t.done()
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
+    ]
+    assert pending == [], f"tasks left running: {pending}"
 
 
 @pytest.fixture
