@@ -6,10 +6,13 @@ import asyncio
 import enum
 import inspect
 import logging
+import os
 import random
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -53,9 +56,14 @@ from ._decode import decode_task, parse_retry_after, status_error
 from ._exceptions import AnyFastError, APIConnectionError, RateLimitError, ResponseDecodeError
 from ._models import Task, TaskUpdate
 from ._retry import Pacer, Sleep, is_create_retryable, retrying
+from ._scheduler import _unwrap
 from ._transport import Response, Transport, default_user_agent
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
 if TYPE_CHECKING:
+    from ._download import Progress
     from ._scheduler import Scheduler, UpdateStream, Watcher
 
 __all__ = ["AnyFast", "task_path"]
@@ -530,6 +538,57 @@ class AnyFast:
             async for update in updates:
                 yield update
 
+    # -- downloading -----------------------------------------------------------------------
+
+    async def download(
+        self,
+        task_or_id: Task | str,
+        dest: str | os.PathLike[str] = ".",
+        *,
+        progress: Progress | None = None,
+        read_timeout: float | None = DEFAULT_TIMEOUT.read,
+    ) -> Path:
+        """Download a finished task's video to ``dest``; return the file's path.
+
+        The body is streamed to a temporary file in the destination folder, its size checked
+        against ``Content-Length``, then renamed into place: memory stays bounded whatever
+        the size, and a failed download leaves no file behind. A ``dest`` that is a folder
+        gets a file named from the task id (``asyntask_....mp4``).
+
+        The API key is sent only when the URL has the API's origin (the gateway's own
+        ``/v1/videos/{id}/content`` proxy needs it); a signed storage URL of any other origin,
+        or a redirect to one, gets no ``Authorization`` header. Only http(s) URLs are
+        followed. Connection errors are retried per the client's :class:`RetryPolicy`
+        (starting the file again).
+
+        Args:
+            task_or_id: A finished :class:`Task`, or a task id to fetch first.
+            dest: A folder or a file path (default: the current folder).
+            progress: Called as ``progress(bytes_so_far, total_or_None)`` after each piece;
+                may be a coroutine function.
+            read_timeout: Longest wait for the next piece, in seconds.
+
+        Raises:
+            ResultExpiredError: the storage refused the URL (403/404/410): signed URLs
+                expire 24 hours after the task finished.
+            TaskFailedError: the task failed; it has no video.
+            ValueError: the task has not finished yet.
+            APIConnectionError: the download broke off, and the retries ran out.
+        """
+        from ._download import download_result
+
+        self._check_open()
+        task = task_or_id if isinstance(task_or_id, Task) else await self.get_task(task_or_id)
+        return await retrying(
+            lambda attempt: download_result(
+                self, task, dest, progress=progress, read_timeout=read_timeout
+            ),
+            policy=self._retry,
+            sleep=self._sleep,
+            rng=self._rng,
+            what=f"download of {task.task_id}",
+        )
+
     # -- watching --------------------------------------------------------------------------
 
     def _poller_limit(self, concurrency: int) -> int:
@@ -701,6 +760,8 @@ class AnyFast:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        download_to: str | os.PathLike[str] | None = None,
+        download_concurrency: int = 4,
     ) -> dict[str, Task | AnyFastError]:
         """Wait for many tasks; map each id to its final :class:`Task` or the error that ended it.
 
@@ -709,19 +770,48 @@ class AnyFast:
         :class:`WaitTimeoutError`, :class:`TaskNotFoundError`, ... that ended it. The result
         keeps the order of ``task_ids`` (duplicates once).
 
+        With ``download_to`` (a folder), each result is downloaded as soon as its task
+        succeeds, at most ``download_concurrency`` at a time, to
+        ``download_to/<task id>.mp4`` (see :meth:`download`), while the others are still
+        being watched. A failed download makes that task's value the download's error.
+
         Raises:
             AuthenticationError, PermissionDeniedError: the key was refused.
         """
         ids = list(dict.fromkeys(task_ids))
         outcomes: dict[str, Task | AnyFastError] = {}
-        async with self.watch_many(
-            ids, concurrency=concurrency, timeout=timeout, poll=poll, poll_interval=poll_interval
-        ) as updates:
-            async for update in updates:
-                if update.is_terminal:
+        limiter = anyio.CapacityLimiter(download_concurrency) if download_to else None
+
+        async def fetch(task: Task) -> None:
+            assert limiter is not None
+            assert download_to is not None
+            async with limiter:
+                try:
+                    await self.download(task, download_to)
+                except AnyFastError as exc:
+                    outcomes[task.task_id] = exc
+
+        try:
+            async with (
+                anyio.create_task_group() as downloads,
+                self.watch_many(
+                    ids,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                    poll=poll,
+                    poll_interval=poll_interval,
+                ) as updates,
+            ):
+                async for update in updates:
+                    if not update.is_terminal:
+                        continue
                     outcome = update.error if update.error is not None else update.task
                     assert outcome is not None
                     outcomes[update.task_id] = outcome
+                    if limiter is not None and isinstance(outcome, Task):
+                        downloads.start_soon(fetch, outcome)
+        except BaseExceptionGroup as group:  # raise the error itself, as documented
+            raise _unwrap(group) from None
         return {task_id: outcomes[task_id] for task_id in ids}
 
     def watcher(

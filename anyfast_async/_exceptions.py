@@ -13,7 +13,8 @@ Every error the SDK raises is an :class:`AnyFastError`. The first split is betwe
     │   ├── PermissionDeniedError   403
     │   ├── TaskNotFoundError       404, or any status whose body code is "task_not_exist"
     │   ├── RateLimitError          429, .retry_after
-    │   └── ServerError             5xx
+    │   ├── ServerError             5xx
+    │   └── ResultExpiredError      403/404/410 from the storage behind a result URL
     ├── ResponseDecodeError         2xx whose body is not the expected JSON (.body excerpt, .path)
     ├── TaskFailedError             the task ended in FAILURE (.task, .reason)
     └── WaitTimeoutError            the wait's deadline passed (.task_id, .last_task);
@@ -41,6 +42,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResultExpiredError",
     "ServerError",
     "TaskFailedError",
     "TaskNotFoundError",
@@ -160,6 +162,14 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """HTTP 5xx: the gateway or a proxy in front of it failed."""
+
+
+class ResultExpiredError(APIStatusError):
+    """The storage behind a result URL refused it (HTTP 403, 404 or 410).
+
+    Signed result URLs expire 24 hours after the task finished; fetch the task again for a
+    fresh URL only if the gateway still has it, otherwise the video is gone.
+    """
 
 
 class ResponseDecodeError(AnyFastError):

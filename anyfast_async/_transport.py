@@ -8,8 +8,9 @@ back the status, headers and body (read with a size cap), or raises an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import platform
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 import aiohttp
@@ -19,7 +20,7 @@ from ._config import Limits, Timeout
 from ._exceptions import APIConnectionError, APITimeoutError
 from ._version import __version__
 
-__all__ = ["Response", "Transport", "default_user_agent"]
+__all__ = ["Response", "Stream", "Transport", "default_user_agent"]
 
 REQUEST_ID_HEADER: Final = "X-Oneapi-Request-Id"
 _CHUNK: Final = 64 * 1024
@@ -113,6 +114,37 @@ def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError
     return error
 
 
+class Stream:
+    """A response whose body is read piece by piece (for downloads)."""
+
+    __slots__ = ("_response", "content_length", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self.content_length = response.content_length
+
+    async def chunks(self, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """The body, in pieces of at most ``size`` bytes."""
+        url = self._response.url
+        error: APIConnectionError | None = None
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            error = _translate(exc, "GET", url.path)
+        if error is not None:
+            raise error
+
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body (for an error message)."""
+        try:
+            return await self._response.content.read(limit)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+            return b""
+
+
 class Transport:
     """Sends requests to one API origin with one aiohttp session.
 
@@ -179,6 +211,48 @@ class Transport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+    def same_origin(self, url: yarl.URL) -> bool:
+        """Whether ``url`` has the API's scheme, host and port (and so may carry the key)."""
+        api = yarl.URL(self.base_url)
+        return (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: yarl.URL, *, read_timeout: float | None) -> AsyncIterator[Stream]:
+        """GET ``url`` and hand back the response before its body is read.
+
+        The API key is sent only when ``url`` has the API's origin. Redirects are not
+        followed (the caller decides where to go, and with which headers). There is no total
+        timeout: a large file takes as long as it takes, but every read has ``read_timeout``.
+        """
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("this AnyFast client is closed")
+        headers = {"User-Agent": self._user_agent}
+        if self.same_origin(url):
+            headers["Authorization"] = self._headers["Authorization"]
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._timeout.connect,
+            sock_connect=self._timeout.sock_connect,
+            sock_read=read_timeout,
+        )
+        error: APIConnectionError | None = None
+        try:
+            response = await session.get(
+                url, headers=headers, allow_redirects=False, timeout=timeout
+            )
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            error = _translate(exc, "GET", url.path)
+        if error is not None:
+            raise error
+        try:
+            yield Stream(response)
+        finally:
+            if response.content.at_eof():
+                response.release()  # fully read: the connection can be reused
+            else:
+                response.close()
 
     def url(self, path: str) -> yarl.URL:
         """The absolute URL of ``path`` (already percent-encoded) on the API origin."""

@@ -54,6 +54,8 @@ from aiohttp import web
 
 __all__ = ["FakeAnyFast", "FakeTask", "Fault", "RecordedRequest", "Stage"]
 
+FILES_PREFIX = "/files/"
+"""Path prefix of result files served by :meth:`FakeAnyFast.add_file`."""
 CREATE_PATH = "/v1/video/generations"
 """Path of the create endpoint (``POST``)."""
 QUERY_PREFIX = "/v1/video/generations/"
@@ -535,6 +537,15 @@ _SAMPLE_SUCCESS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _File:
+    content: bytes
+    expired: bool
+    drop_after: int | None
+    wrong_length: bool
+    redirect_to: str | None = None
+
+
 @dataclass(slots=True)
 class _Pending:
     seq: int
@@ -676,6 +687,7 @@ class FakeAnyFast:
         self.create_stages = None
         """Stages of tasks made by create calls: a list, a function of the request body
         returning one, or ``None`` for :meth:`default_success_stages`."""
+        self._files: dict[str, _File] = {}
         self.faults_served = 0
         """How many answers were faults (queued or random), since start."""
         self.created: list[FakeTask] = []
@@ -730,6 +742,66 @@ class FakeAnyFast:
     def url_for(self, task_id: str) -> str:
         """The full query URL of ``task_id``, percent-encoded as a single path segment."""
         return f"{self.base_url}{QUERY_PREFIX}{quote(task_id, safe='')}"
+
+    # -- result files ----------------------------------------------------------------------
+
+    def add_file(
+        self,
+        name: str,
+        content: bytes,
+        *,
+        expired: bool = False,
+        drop_after: int | None = None,
+        wrong_length: bool = False,
+        redirect_to: str | None = None,
+    ) -> str:
+        """Serve ``content`` as a result file, like object storage; return its signed URL.
+
+        Files need no API key (they are public signed URLs).
+
+        Args:
+            name: The file name in the URL.
+            content: The bytes to serve.
+            expired: Answer HTTP 403 ``Request has expired``, as storage does for a signed
+                URL past its expiry.
+            drop_after: Close the connection after sending this many bytes of the body.
+            wrong_length: Announce one byte more than is sent (the connection then closes).
+            redirect_to: Answer ``302 Found`` to this URL instead.
+        """
+        self._files[name] = _File(content, expired, drop_after, wrong_length, redirect_to)
+        return f"{self.base_url}{FILES_PREFIX}{quote(name)}?Expires=1777430361&Signature=fake"
+
+    async def _serve_file(
+        self, request: web.BaseRequest, name: str
+    ) -> tuple[web.StreamResponse, int]:
+        rid = new_request_id()
+        served = self._files.get(name)
+        if served is not None and served.redirect_to is not None:
+            headers = {"Location": served.redirect_to}
+            return _response(302, rid, None, b"", headers), 302
+        if served is None or served.expired:
+            code, message = ("NoSuchKey", "The specified key does not exist.")
+            if served is not None:
+                code, message = ("AccessDenied", "Request has expired")
+            status = 404 if served is None else 403
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                f"<Message>{message}</Message><RequestId>{rid}</RequestId></Error>"
+            )
+            return _response(status, rid, "application/xml", xml.encode()), status
+        content = served.content
+        resp = web.StreamResponse(status=200, headers=_headers(rid, "video/mp4", None))
+        resp.content_length = len(content) + (1 if served.wrong_length else 0)
+        await resp.prepare(request)
+        limit = len(content) if served.drop_after is None else served.drop_after
+        for start in range(0, limit, 64 * 1024):
+            await resp.write(content[start : min(start + 64 * 1024, limit)])
+        if served.drop_after is not None or served.wrong_length:
+            if request.transport is not None:
+                request.transport.close()
+            return resp, 200
+        await resp.write_eof()
+        return resp, 200
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -914,6 +986,9 @@ class FakeAnyFast:
                 self._polls[task_id] = self._polls.get(task_id, 0) + 1
             if await self._sleep(self.latency):
                 return _drop(request)
+            if request.method == "GET" and path.startswith(FILES_PREFIX):
+                resp, status = await self._serve_file(request, unquote(path[len(FILES_PREFIX) :]))
+                return resp
             if creating:
                 fault = self._take_fault(None)
                 if fault is None:

@@ -21,7 +21,7 @@ import pytest
 from anyfast_async import AnyFast, PollPolicy, TaskStatus, TaskUpdate, Throttle
 from anyfast_async.testing import FakeAnyFast, Fault
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.soak]
 
 TASKS = int(os.environ.get("ANYFAST_SOAK_TASKS", "10000"))
 

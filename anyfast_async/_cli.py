@@ -1,0 +1,433 @@
+"""The ``anyfast`` command line, built on the public API only.
+
+Exit codes: 0 every task succeeded, 1 some task failed, 2 usage error, 3 timeout, 4 auth or API
+error. Errors are one readable line on stderr; the API key is never printed.
+
+Live progress bars need the ``cli`` extra (``pip install 'anyfast-async[cli]'``, for rich);
+without it, or when the output is not a terminal, updates are printed as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import msgspec
+
+from . import (
+    AnyFast,
+    AnyFastError,
+    PollPolicy,
+    Task,
+    TaskFailedError,
+    TaskUpdate,
+    Throttle,
+    WaitTimeoutError,
+    __version__,
+)
+from .testing import FakeAnyFast, Fault, Stage
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_TIMEOUT: Final = 3
+EXIT_API: Final = 4
+
+
+class _Usage(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _task_dict(task: Task) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "status": task.status.value,
+        "raw_status": task.raw_status,
+        "progress": task.progress,
+        "result_url": task.result_url,
+        "error": task.error,
+        "submitted_at": task.submitted_at.isoformat() if task.submitted_at else None,
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+    }
+
+
+def _update_dict(update: TaskUpdate) -> dict[str, Any]:
+    error = update.error
+    return {
+        "task_id": update.task_id,
+        "previous_status": update.previous_status.value if update.previous_status else None,
+        "status": update.status.value if update.status else None,
+        "progress": update.progress,
+        "is_terminal": update.is_terminal,
+        "error_type": type(error).__name__ if error is not None else None,
+        "error": str(error) if error is not None else None,
+        "result_url": update.task.result_url if update.task is not None else None,
+    }
+
+
+def _json_line(value: Any, out: TextIO) -> None:
+    out.write(msgspec.json.encode(value).decode() + "\n")
+    out.flush()
+
+
+def _rich() -> Any | None:
+    """The rich package, or None when the cli extra is not installed."""
+    try:
+        import rich
+    except ImportError:
+        return None
+    return rich
+
+
+class _Bars:
+    """Live progress bars, one per task (rich), or JSON lines when that is not possible."""
+
+    def __init__(self, task_ids: Sequence[str], *, jsonl: bool) -> None:
+        self._jsonl = jsonl or not sys.stdout.isatty() or _rich() is None
+        self._ids = list(task_ids)
+        self._progress: Any = None
+        self._rows: dict[str, Any] = {}
+
+    def __enter__(self) -> _Bars:
+        if not self._jsonl:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+            self._progress = Progress(
+                TextColumn("{task.fields[name]}", style="bold"),
+                BarColumn(bar_width=30),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[state]}"),
+                refresh_per_second=10,
+            )
+            self._progress.__enter__()
+            for task_id in self._ids:
+                name = task_id if len(task_id) <= 24 else task_id[:21] + "..."
+                self._rows[task_id] = self._progress.add_task(
+                    "", total=100, name=name, state="waiting"
+                )
+        return self
+
+    def show(self, update: TaskUpdate) -> None:
+        if self._progress is None:
+            _json_line(_update_dict(update), sys.stdout)
+            return
+        row = self._rows.get(update.task_id)
+        if row is None:
+            return
+        state = update.status.value if update.status else "?"
+        if update.is_terminal and update.error is not None:
+            state = f"[red]{type(update.error).__name__}[/red]"
+        elif update.succeeded:
+            state = "[green]SUCCESS[/green]"
+        completed = 100 if update.succeeded else (update.progress or 0)
+        self._progress.update(row, completed=completed, state=state)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def _exit_code(outcomes: dict[str, Task | AnyFastError]) -> int:
+    errors = [o for o in outcomes.values() if isinstance(o, AnyFastError)]
+    if any(not isinstance(e, (TaskFailedError, WaitTimeoutError)) for e in errors):
+        return EXIT_API
+    if any(isinstance(e, WaitTimeoutError) for e in errors):
+        return EXIT_TIMEOUT
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _summary(outcomes: dict[str, Task | AnyFastError], files: dict[str, Path]) -> None:
+    rich = _rich()
+    if rich is None or not sys.stdout.isatty():
+        for task_id, outcome in outcomes.items():
+            if isinstance(outcome, Task):
+                where = files.get(task_id) or outcome.result_url
+                print(f"{task_id}\tSUCCESS\t{where}")
+            else:
+                print(f"{task_id}\t{type(outcome).__name__}\t{outcome}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Summary")
+    table.add_column("task")
+    table.add_column("outcome")
+    table.add_column("result")
+    for task_id, outcome in outcomes.items():
+        if isinstance(outcome, Task):
+            table.add_row(task_id, "[green]SUCCESS[/green]", str(files.get(task_id) or ""))
+        else:
+            table.add_row(task_id, f"[red]{type(outcome).__name__}[/red]", str(outcome))
+    Console().print(table)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> AnyFast:
+    try:
+        return AnyFast(base_url=args.base_url)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+
+
+def _poll(args: argparse.Namespace) -> PollPolicy | None:
+    interval = getattr(args, "poll_interval", None)
+    return PollPolicy.fixed(interval) if interval else None
+
+
+async def _get(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        task = await client.get_task(args.task_id)
+    if args.json:
+        _json_line(_task_dict(task), sys.stdout)
+        return EXIT_OK
+    for key, value in _task_dict(task).items():
+        if value is not None:
+            print(f"{key:>13}: {value}")
+    return EXIT_OK
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    outcomes: dict[str, Task | AnyFastError] = {}
+    async with _client(args) as client:
+        with _Bars(args.task_ids, jsonl=args.jsonl) as bars:
+            async with client.watch_many(
+                args.task_ids,
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+                poll=_poll(args),
+            ) as updates:
+                async for update in updates:
+                    bars.show(update)
+                    if update.is_terminal:
+                        outcome = update.error or update.task
+                        assert outcome is not None
+                        outcomes[update.task_id] = outcome
+    return _exit_code(outcomes)
+
+
+async def _wait(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        outcomes = await client.wait_many(
+            args.task_ids,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            poll=_poll(args),
+            download_to=args.download,
+        )
+    files: dict[str, Path] = {}
+    if args.download:
+        for task_id, outcome in outcomes.items():
+            if isinstance(outcome, Task) and outcome.result_url:
+                from ._download import result_path
+
+                files[task_id] = result_path(task_id, outcome.result_url, args.download)
+    _summary(outcomes, files)
+    return _exit_code(outcomes)
+
+
+async def _download(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        task = await client.get_task(args.task_id)
+        if not task.is_terminal:
+            task = await client.wait(args.task_id, poll=_poll(args), timeout=args.timeout)
+        path = await client.download(task, args.output or ".")
+    print(path)
+    return EXIT_OK
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+
+def _demo_stages(index: int) -> list[Stage]:
+    """Varied lifecycles: quick and slow successes, failures, an unknown status."""
+    slow = 1 + index % 4
+    early = [
+        Stage(status="NOT_START", progress="0%", polls=1),
+        Stage(status="QUEUED", progress="20%", polls=slow),
+    ]
+    running = [
+        Stage(status="IN_PROGRESS", progress=f"{p}%", polls=1 + (index + p) % 3)
+        for p in (50, 60, 70, 80, 90)
+    ]
+    if index % 5 == 3:
+        return [*early, *running[:2], Stage(status="FAILURE", fail_reason="content moderation")]
+    if index % 7 == 5:
+        early.append(Stage(status="WARMING_UP", polls=2))
+    url = f"https://cdn.example.com/demo/video-{index}.mp4?Expires=1777430361&Signature=demo"
+    return [*early, *running, Stage(status="SUCCESS", progress="100%", result_url=url)]
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    count = args.tasks
+    async with FakeAnyFast(latency=0.01) as server:
+        made = iter(range(count))
+        server.create_stages = lambda body: _demo_stages(next(made))
+        # Throttling from a proxy now and then, and the odd flaky answer.
+        server.inject_rate(Fault.rate_limited(retry_after="0.3"), 0.04, seed=1)
+        server.inject_rate(Fault.html(502), 0.03, seed=2)
+        async with AnyFast(
+            server.api_key,
+            base_url=server.base_url,
+            throttle=Throttle(initial_pause=0.3, max_pause=2.0, min_rate=20),
+        ) as client:
+            ids = []
+            for i in range(count):
+                created = await client.create_text_to_video(f"Demo video {i + 1}", duration=5)
+                ids.append(created.task_id)
+            outcomes: dict[str, Task | AnyFastError] = {}
+            async with client.watcher(concurrency=16, poll=PollPolicy.fixed(0.2)) as watcher:
+                with _Bars(ids, jsonl=False) as bars:
+                    stream = watcher.updates()
+                    handles = watcher.add_many(ids)
+                    async with stream:
+                        async for update in stream:
+                            bars.show(update)
+                            if update.is_terminal:
+                                outcome = update.error or update.task
+                                assert outcome is not None
+                                outcomes[update.task_id] = outcome
+                                if len(outcomes) == len(handles):
+                                    break
+                stats = watcher.statistics()
+        polls = sum(1 for r in server.requests if r.method == "GET")
+    elapsed = time.monotonic() - started
+    kinds = Counter(
+        "succeeded" if isinstance(o, Task) else type(o).__name__ for o in outcomes.values()
+    )
+    _demo_summary(kinds, polls, stats.throttles, stats.errors - stats.throttles, elapsed, count)
+    return EXIT_OK
+
+
+def _demo_summary(
+    kinds: Counter[str], polls: int, throttles: int, errors: int, elapsed: float, count: int
+) -> None:
+    rows = [(f"tasks {name}", str(n)) for name, n in sorted(kinds.items())]
+    rows += [
+        ("polls used", f"{polls} ({polls / max(count, 1):.1f} per task)"),
+        ("throttles survived (429)", str(throttles)),
+        ("other errors ridden out", str(errors)),
+        ("elapsed", f"{elapsed:.1f} s"),
+    ]
+    if _rich() is None or not sys.stdout.isatty():
+        print("Summary")
+        for name, value in rows:
+            print(f"  {name}: {value}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Summary", show_header=False)
+    table.add_column()
+    table.add_column(justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--base-url",
+        default=None,
+        help="the API origin (default: $ANYFAST_BASE_URL, then https://www.anyfast.ai)",
+    )
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument("task_ids", nargs="+", metavar="ID", help="task ids")
+    waiting.add_argument("--concurrency", type=int, default=16, help="polls at once (16)")
+    waiting.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait per task (1800)"
+    )
+    waiting.add_argument(
+        "--poll-interval", type=float, default=None, help="seconds between polls (default: 15)"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="anyfast",
+        description="Watch, wait for and download AnyFast video tasks. The API key is read "
+        "from $ANYFAST_API_KEY.",
+        epilog="exit codes: 0 all succeeded, 1 some task failed, 2 usage error, 3 timeout, "
+        "4 authentication or API error",
+    )
+    parser.add_argument("--version", action="version", version=f"anyfast-async {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    get = commands.add_parser("get", parents=[common], help="print a task")
+    get.add_argument("task_id", metavar="ID")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    get.set_defaults(run=_get)
+
+    watch = commands.add_parser(
+        "watch", parents=[common, waiting], help="show live progress until the tasks finish"
+    )
+    watch.add_argument(
+        "--jsonl", action="store_true", help="print JSON lines (the default when piped)"
+    )
+    watch.set_defaults(run=_watch)
+
+    wait = commands.add_parser(
+        "wait", parents=[common, waiting], help="wait for the tasks, print a summary"
+    )
+    wait.add_argument("--download", metavar="DIR", help="download each result into DIR")
+    wait.set_defaults(run=_wait)
+
+    download = commands.add_parser(
+        "download", parents=[common], help="download a result (waiting for it if need be)"
+    )
+    download.add_argument("task_id", metavar="ID")
+    download.add_argument("-o", "--output", metavar="PATH", help="file or folder (default: .)")
+    download.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait if unfinished (1800)"
+    )
+    download.add_argument("--poll-interval", type=float, default=None, help=argparse.SUPPRESS)
+    download.set_defaults(run=_download)
+
+    demo = commands.add_parser(
+        "demo", help="run a demo against a built-in fake server: no account, no network"
+    )
+    demo.add_argument("--tasks", type=int, default=12, help="tasks to create (12)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``anyfast`` command; return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in ("concurrency", "tasks"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name} must be at least 1")
+    try:
+        code: int = asyncio.run(args.run(args))
+        return code
+    except _Usage as exc:
+        print(f"anyfast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TaskFailedError, WaitTimeoutError) as exc:
+        print(f"anyfast: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT if isinstance(exc, WaitTimeoutError) else EXIT_FAILED
+    except AnyFastError as exc:
+        print(f"anyfast: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_API
+    except (ValueError, OSError) as exc:
+        print(f"anyfast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

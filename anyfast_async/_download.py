@@ -1,0 +1,126 @@
+"""Downloading a finished task's video: streamed to a temporary file, then renamed.
+
+Memory stays bounded whatever the file size (the body is written piece by piece), and a failed
+download leaves no file behind. The API key goes only to the API's own origin (its
+``/v1/videos/{id}/content`` proxy); a signed storage URL of any other origin gets no
+``Authorization`` header, and neither does a redirect to one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import yarl
+
+from ._decode import excerpt, status_error
+from ._exceptions import APIConnectionError, ResultExpiredError, TaskFailedError
+from ._models import Task, TaskStatus
+from ._transport import Stream
+
+if TYPE_CHECKING:
+    from ._client import AnyFast
+
+__all__ = ["Progress", "download_result", "result_path"]
+
+#: Called with (bytes written so far, total bytes or None when the server did not say).
+Progress = Callable[[int, "int | None"], "Awaitable[object] | object"]
+
+MAX_REDIRECTS: Final = 5
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSIONS: Final = (".mp4", ".mov", ".webm", ".mkv")
+
+
+def result_path(task_id: str, url: str, dest: str | os.PathLike[str]) -> Path:
+    """Where a download of ``task_id`` from ``url`` goes when ``dest`` is given.
+
+    A ``dest`` that is an existing folder (or ends with a separator) gets a file named from
+    the task id (characters other than letters, digits, ``.``, ``_`` and ``-`` replaced) with
+    the URL's video extension, ``.mp4`` by default. Any other ``dest`` is the file itself.
+    """
+    target = Path(dest)
+    if target.is_dir() or str(dest).endswith((os.sep, "/")):
+        suffix = Path(yarl.URL(url).path).suffix.lower()
+        name = _UNSAFE.sub("_", task_id).strip(".") or "task"
+        return target / f"{name}{suffix if suffix in _EXTENSIONS else '.mp4'}"
+    return target
+
+
+async def download_result(
+    client: AnyFast,
+    task: Task,
+    dest: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
+    read_timeout: float | None,
+) -> Path:
+    """Stream ``task``'s result to ``dest`` atomically; return the final path."""
+    if task.status is TaskStatus.FAILURE:
+        raise TaskFailedError(task)
+    if task.status is not TaskStatus.SUCCESS or task.result_url is None:
+        raise ValueError(
+            f"task {task.task_id!r} has no result to download (status {task.raw_status})"
+        )
+    url = yarl.URL(task.result_url)
+    if not url.is_absolute():
+        url = yarl.URL(client.base_url).join(url)
+    final = result_path(task.task_id, task.result_url, dest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    transport = client._transport
+    for _ in range(MAX_REDIRECTS + 1):
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"result URL is not http(s): {url.scheme}://...")
+        async with transport.stream(url, read_timeout=read_timeout) as response:
+            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                url = url.join(yarl.URL(response.headers["Location"]))
+                continue
+            if not 200 <= response.status < 300:
+                raise _refused(response.status, await response.read(2048), response.headers)
+            await _write(response, final, task.task_id, progress)
+            return final
+    raise APIConnectionError(f"result URL redirected more than {MAX_REDIRECTS} times")
+
+
+def _refused(status: int, body: bytes, headers: Mapping[str, str]) -> Exception:
+    request_id = headers.get("X-Oneapi-Request-Id") or headers.get("x-oss-request-id")
+    if status in (403, 404, 410):
+        return ResultExpiredError(
+            f"the storage refused the result URL (HTTP {status}): signed result URLs expire "
+            "24 hours after the task finished",
+            status_code=status,
+            request_id=request_id,
+            body=excerpt(body),
+        )
+    return status_error(status, body, request_id=request_id)
+
+
+async def _write(response: Stream, final: Path, task_id: str, progress: Progress | None) -> None:
+    total = response.content_length
+    fd, temp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    temp = Path(temp_name)
+    written = 0
+    try:
+        async with await anyio.open_file(fd, "wb", closefd=True) as out:
+            async for chunk in response.chunks():
+                await out.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    result = progress(written, total)
+                    if inspect.isawaitable(result):
+                        await result
+        if total is not None and written != total:
+            raise APIConnectionError(
+                f"download of task {task_id!r} stopped at {written} of {total} bytes",
+                method="GET",
+            )
+        os.replace(temp, final)
+    except BaseException:
+        # Synchronous on purpose: a cancelled download must still leave nothing behind.
+        temp.unlink(missing_ok=True)  # noqa: ASYNC240
+        raise
