@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,7 +187,17 @@ def _client(args: argparse.Namespace) -> AnyFast:
 
 def _poll(args: argparse.Namespace) -> PollPolicy | None:
     interval = getattr(args, "poll_interval", None)
-    return PollPolicy.fixed(interval) if interval else None
+    return PollPolicy.fixed(interval) if interval is not None else None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
 
 
 async def _get(args: argparse.Namespace) -> int:
@@ -234,7 +246,9 @@ async def _wait(args: argparse.Namespace) -> int:
             if isinstance(outcome, Task) and outcome.result_url:
                 from ._download import result_path
 
-                files[task_id] = result_path(task_id, outcome.result_url, args.download)
+                files[task_id] = result_path(
+                    task_id, outcome.result_url, args.download, folder=True
+                )
     _summary(outcomes, files)
     return _exit_code(outcomes)
 
@@ -277,9 +291,6 @@ async def _demo(args: argparse.Namespace) -> int:
     async with FakeAnyFast(latency=0.01) as server:
         made = iter(range(count))
         server.create_stages = lambda body: _demo_stages(next(made))
-        # Throttling from a proxy now and then, and the odd flaky answer.
-        server.inject_rate(Fault.rate_limited(retry_after="0.3"), 0.04, seed=1)
-        server.inject_rate(Fault.html(502), 0.03, seed=2)
         async with AnyFast(
             server.api_key,
             base_url=server.base_url,
@@ -289,6 +300,9 @@ async def _demo(args: argparse.Namespace) -> int:
             for i in range(count):
                 created = await client.create_text_to_video(f"Demo video {i + 1}", duration=5)
                 ids.append(created.task_id)
+            # Then, while polling: throttling from a proxy now and then, and flaky answers.
+            server.inject_rate(Fault.rate_limited(retry_after="0.3"), 0.04, seed=1)
+            server.inject_rate(Fault.html(502), 0.03, seed=2)
             outcomes: dict[str, Task | AnyFastError] = {}
             async with client.watcher(concurrency=16, poll=PollPolicy.fixed(0.2)) as watcher:
                 with _Bars(ids, jsonl=False) as bars:
@@ -353,10 +367,10 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("task_ids", nargs="+", metavar="ID", help="task ids")
     waiting.add_argument("--concurrency", type=int, default=16, help="polls at once (16)")
     waiting.add_argument(
-        "--timeout", type=float, default=1800.0, help="seconds to wait per task (1800)"
+        "--timeout", type=_positive, default=1800.0, help="seconds to wait per task (1800)"
     )
     waiting.add_argument(
-        "--poll-interval", type=float, default=None, help="seconds between polls (default: 15)"
+        "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
     )
 
     parser = argparse.ArgumentParser(
@@ -394,9 +408,9 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("task_id", metavar="ID")
     download.add_argument("-o", "--output", metavar="PATH", help="file or folder (default: .)")
     download.add_argument(
-        "--timeout", type=float, default=1800.0, help="seconds to wait if unfinished (1800)"
+        "--timeout", type=_positive, default=1800.0, help="seconds to wait if unfinished (1800)"
     )
-    download.add_argument("--poll-interval", type=float, default=None, help=argparse.SUPPRESS)
+    download.add_argument("--poll-interval", type=_positive, default=None, help=argparse.SUPPRESS)
     download.set_defaults(run=_download)
 
     demo = commands.add_parser(
@@ -407,8 +421,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    print(f"anyfast: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``anyfast`` command; return its exit code."""
+    warnings.showwarning = _one_line_warning
     parser = _parser()
     args = parser.parse_args(argv)
     for name in ("concurrency", "tasks"):
@@ -429,5 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"anyfast: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`anyfast watch ... | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -71,6 +71,8 @@ __all__ = ["AnyFast", "task_path"]
 logger = logging.getLogger("anyfast_async")
 
 TASKS_PATH: Final = "/v1/video/generations"
+#: Longest wait for the next piece of a download, in seconds.
+DOWNLOAD_READ_TIMEOUT: Final = 30.0
 
 
 class _State(enum.Enum):
@@ -180,6 +182,7 @@ class AnyFast:
         self._rng = random.Random()
         self._state = _State.NEW
         self._pacer = Pacer(throttle, max_rate=max_rate, sleep=self._sleep, clock=_loop_time)
+        self._pacer_max_pause = throttle.max_pause
         self._schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
         self._transport = Transport(
             base_url=self._base_url,
@@ -546,7 +549,7 @@ class AnyFast:
         dest: str | os.PathLike[str] = ".",
         *,
         progress: Progress | None = None,
-        read_timeout: float | None = DEFAULT_TIMEOUT.read,
+        read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
     ) -> Path:
         """Download a finished task's video to ``dest``; return the file's path.
 
@@ -575,13 +578,24 @@ class AnyFast:
             ValueError: the task has not finished yet.
             APIConnectionError: the download broke off, and the retries ran out.
         """
-        from ._download import download_result
-
         self._check_open()
         task = task_or_id if isinstance(task_or_id, Task) else await self.get_task(task_or_id)
+        return await self._download(task, dest, progress=progress, read_timeout=read_timeout)
+
+    async def _download(
+        self,
+        task: Task,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
+        folder: bool = False,
+    ) -> Path:
+        from ._download import download_result
+
         return await retrying(
             lambda attempt: download_result(
-                self, task, dest, progress=progress, read_timeout=read_timeout
+                self, task, dest, progress=progress, read_timeout=read_timeout, folder=folder
             ),
             policy=self._retry,
             sleep=self._sleep,
@@ -695,8 +709,8 @@ class AnyFast:
         ) as updates:
             async for update in updates:
                 last = update
-        assert last is not None
-        assert last.is_terminal
+        if last is None or not last.is_terminal or (last.task is None and last.error is None):
+            raise RuntimeError(f"the watch of task {task_id!r} ended before the task did")
         if last.error is not None:
             raise last.error
         assert last.task is not None
@@ -787,9 +801,12 @@ class AnyFast:
             assert download_to is not None
             async with limiter:
                 try:
-                    await self.download(task, download_to)
+                    await self._download(task, download_to, folder=True)
                 except AnyFastError as exc:
                     outcomes[task.task_id] = exc
+
+        if download_to is not None:
+            await anyio.Path(download_to).mkdir(parents=True, exist_ok=True)
 
         try:
             async with (
@@ -808,7 +825,7 @@ class AnyFast:
                     outcome = update.error if update.error is not None else update.task
                     assert outcome is not None
                     outcomes[update.task_id] = outcome
-                    if limiter is not None and isinstance(outcome, Task):
+                    if limiter is not None and isinstance(outcome, Task) and outcome.result_url:
                         downloads.start_soon(fetch, outcome)
         except BaseExceptionGroup as group:  # raise the error itself, as documented
             raise _unwrap(group) from None

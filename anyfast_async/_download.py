@@ -37,15 +37,18 @@ _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS: Final = (".mp4", ".mov", ".webm", ".mkv")
 
 
-def result_path(task_id: str, url: str, dest: str | os.PathLike[str]) -> Path:
+def result_path(
+    task_id: str, url: str, dest: str | os.PathLike[str], *, folder: bool = False
+) -> Path:
     """Where a download of ``task_id`` from ``url`` goes when ``dest`` is given.
 
-    A ``dest`` that is an existing folder (or ends with a separator) gets a file named from
-    the task id (characters other than letters, digits, ``.``, ``_`` and ``-`` replaced) with
-    the URL's video extension, ``.mp4`` by default. Any other ``dest`` is the file itself.
+    A ``dest`` that is a folder (``folder=True``, an existing folder, or a path ending with a
+    separator) gets a file named from the task id (characters other than letters, digits,
+    ``.``, ``_`` and ``-`` replaced) with the URL's video extension, ``.mp4`` by default. Any
+    other ``dest`` is the file itself.
     """
     target = Path(dest)
-    if target.is_dir() or str(dest).endswith((os.sep, "/")):
+    if folder or target.is_dir() or str(dest).endswith((os.sep, "/")):
         suffix = Path(yarl.URL(url).path).suffix.lower()
         name = _UNSAFE.sub("_", task_id).strip(".") or "task"
         return target / f"{name}{suffix if suffix in _EXTENSIONS else '.mp4'}"
@@ -59,6 +62,7 @@ async def download_result(
     *,
     progress: Progress | None = None,
     read_timeout: float | None,
+    folder: bool = False,
 ) -> Path:
     """Stream ``task``'s result to ``dest`` atomically; return the final path."""
     if task.status is TaskStatus.FAILURE:
@@ -70,12 +74,16 @@ async def download_result(
     url = yarl.URL(task.result_url)
     if not url.is_absolute():
         url = yarl.URL(client.base_url).join(url)
-    final = result_path(task.task_id, task.result_url, dest)
+    final = result_path(task.task_id, task.result_url, dest, folder=folder)
     final.parent.mkdir(parents=True, exist_ok=True)
     transport = client._transport
     for _ in range(MAX_REDIRECTS + 1):
         if url.scheme not in ("http", "https"):
-            raise ValueError(f"result URL is not http(s): {url.scheme}://...")
+            raise APIConnectionError(
+                f"the result URL led to a {url.scheme!r} URL; only http(s) is followed",
+                method="GET",
+                retryable=False,
+            )
         async with transport.stream(url, read_timeout=read_timeout) as response:
             if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 url = url.join(yarl.URL(response.headers["Location"]))
@@ -119,6 +127,9 @@ async def _write(response: Stream, final: Path, task_id: str, progress: Progress
                 f"download of task {task_id!r} stopped at {written} of {total} bytes",
                 method="GET",
             )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp made it 0600; a download is an ordinary file
         os.replace(temp, final)
     except BaseException:
         # Synchronous on purpose: a cancelled download must still leave nothing behind.

@@ -135,6 +135,7 @@ class Pacer:
 
     __slots__ = (
         "_clock",
+        "_last_throttle",
         "_max_rate",
         "_next",
         "_paused_until",
@@ -168,6 +169,7 @@ class Pacer:
         self._next = 0.0
         self._paused_until = 0.0
         self._penalty = 0.0
+        self._last_throttle = -math.inf
         self._window_start = 0.0
         self._window_count = 0
         self._window_rate = 0.0
@@ -203,24 +205,37 @@ class Pacer:
     async def acquire(self) -> None:
         """Wait until the budget allows one more request, and take it.
 
-        A pause is waited out (again if a new one began meanwhile); then, under a rate cap, a
-        start time is reserved at least ``1 / rate`` after the previous one.
+        A pause is waited out (again if a new one begins meanwhile, also while waiting for a
+        slot); under a rate cap, a start time is reserved at least ``1 / rate`` after the
+        previous one. A waiter that is cancelled gives its reserved slot back.
         """
         waited_for = -math.inf
+        now = self._clock()
         while True:
-            now = self._clock()
             paused = self._paused_until
-            if paused <= now or paused <= waited_for:
+            if paused > now and paused > waited_for:
+                waited_for = paused
+                await self._sleep(paused - now)
+                now = self._clock()
+                continue
+            rate = self._rate
+            if rate is None:
                 break
-            waited_for = paused
-            await self._sleep(paused - now)
-        rate = self._rate
-        if rate is not None:
-            now = self._clock()
+            step = 1.0 / rate
             start = self._next if self._next > now else now
-            self._next = start + 1.0 / rate
-            if start > now:
+            self._next = start + step
+            if start <= now:
+                break
+            try:
                 await self._sleep(start - now)
+            except BaseException:
+                self._next -= step  # give the slot back
+                raise
+            now = self._clock()
+            if self._paused_until > now and self._paused_until > waited_for:
+                self._next -= step  # a pause began while we waited: queue again after it
+                continue
+            break
         self._count(now)
 
     def succeeded(self) -> None:
@@ -246,6 +261,9 @@ class Pacer:
                 pause = min(retry_after, throttle.max_pause)
                 self._paused_until = max(self._paused_until, now + pause)
             return
+        if now - self._last_throttle > 4 * throttle.max_pause:
+            self._penalty = 0.0  # not consecutive: a 429 long after the last starts afresh
+        self._last_throttle = now
         self._penalty = (
             min(throttle.max_pause, self._penalty * 2) if self._penalty else throttle.initial_pause
         )
@@ -253,6 +271,8 @@ class Pacer:
         self._paused_until = now + pause
         observed = max(self._window_rate, self._window_count / max(now - self._window_start, 1.0))
         halved = max(throttle.min_rate, observed / 2)
-        self._rate = (
-            halved if self._rate is None else max(throttle.min_rate, min(self._rate, halved))
-        )
+        if self._rate is not None:
+            halved = max(throttle.min_rate, min(self._rate, halved))
+        if self._max_rate is not None:
+            halved = min(halved, self._max_rate)
+        self._rate = halved

@@ -129,6 +129,10 @@ class Scheduler:
         self._poll = poll
         self._timeout = timeout
         self._workers = client._poller_limit(concurrency)
+        # The longest one poll can take (a full pause, then a request to its total timeout):
+        # only polls closer than this to their deadline need a cancel scope around them.
+        total = client.timeout.total
+        self._longest_poll = _NEVER if total is None else total + client._pacer_max_pause
         self._close_when_idle = close_when_idle
         self._stop_on_fatal = stop_on_fatal
         self._rng = random.Random()
@@ -243,7 +247,9 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
-        closed = RuntimeError("the watcher was closed before the task finished")
+        closed = RuntimeError("the watch was closed before the task finished")
+        if self._entries and self.problem is None:
+            self.problem = closed  # readers of the updates must not take this for an end
         for entry in self._entries.values():
             entry.done = True
             entry.outcome = self.problem or closed
@@ -325,9 +331,21 @@ class Scheduler:
                 continue
             self._in_flight += 1
             try:
-                if not pacer.try_acquire():
-                    await pacer.acquire()
-                task = await fetch(entry.path)
+                remaining = entry.deadline - loop.time()
+                if remaining > self._longest_poll:
+                    if not pacer.try_acquire():
+                        await pacer.acquire()
+                    task = await fetch(entry.path)
+                else:  # this poll could outlast the deadline: cut it off there
+                    with anyio.move_on_after(remaining):
+                        if not pacer.try_acquire():
+                            await pacer.acquire()
+                        task = await fetch(entry.path)
+                        remaining = -1.0
+                    if remaining >= 0:
+                        self._in_flight -= 1
+                        await self._expire(entry)
+                        continue
             except AnyFastError as exc:
                 self._in_flight -= 1
                 await self._failed(entry, exc)
@@ -392,7 +410,7 @@ class Scheduler:
         entry.last_error = exc
         delay = self._poll.error_delay(entry.errors, self._rng)
         if isinstance(exc, APIStatusError) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
+            delay = max(delay, min(exc.retry_after, self._client.retry.max_retry_after))
         self._push(entry, now + delay)
 
     async def _fatal(self, exc: AnyFastError) -> None:

@@ -117,10 +117,11 @@ def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError
 class Stream:
     """A response whose body is read piece by piece (for downloads)."""
 
-    __slots__ = ("_response", "content_length", "headers", "status")
+    __slots__ = ("_response", "_secret", "content_length", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, secret: bytes) -> None:
         self._response = response
+        self._secret = secret
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         self.content_length = response.content_length
@@ -140,9 +141,10 @@ class Stream:
     async def read(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body (for an error message)."""
         try:
-            return await self._response.content.read(limit)
+            body = await self._response.content.read(limit)
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
             return b""
+        return body.replace(self._secret, b"[redacted]")
 
 
 class Transport:
@@ -247,7 +249,7 @@ class Transport:
         if error is not None:
             raise error
         try:
-            yield Stream(response)
+            yield Stream(response, self._secret)
         finally:
             if response.content.at_eof():
                 response.release()  # fully read: the connection can be reused

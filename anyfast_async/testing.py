@@ -757,7 +757,8 @@ class FakeAnyFast:
     ) -> str:
         """Serve ``content`` as a result file, like object storage; return its signed URL.
 
-        Files need no API key (they are public signed URLs).
+        Files need no API key (they are public signed URLs). Queued faults that are not aimed at
+        a task id (and carry their own answer) apply to file requests too.
 
         Args:
             name: The file name in the URL.
@@ -794,8 +795,11 @@ class FakeAnyFast:
         resp.content_length = len(content) + (1 if served.wrong_length else 0)
         await resp.prepare(request)
         limit = len(content) if served.drop_after is None else served.drop_after
-        for start in range(0, limit, 64 * 1024):
-            await resp.write(content[start : min(start + 64 * 1024, limit)])
+        try:
+            for start in range(0, limit, 64 * 1024):
+                await resp.write(content[start : min(start + 64 * 1024, limit)])
+        except ConnectionError:  # the client went away mid-file: nothing to report
+            return resp, 0
         if served.drop_after is not None or served.wrong_length:
             if request.transport is not None:
                 request.transport.close()
@@ -987,6 +991,10 @@ class FakeAnyFast:
             if await self._sleep(self.latency):
                 return _drop(request)
             if request.method == "GET" and path.startswith(FILES_PREFIX):
+                fault = self._take_fault(None)
+                if fault is not None and not fault.answers_normally:
+                    resp, status = await self._faulted(request, None, rid, fault)
+                    return resp
                 resp, status = await self._serve_file(request, unquote(path[len(FILES_PREFIX) :]))
                 return resp
             if creating:

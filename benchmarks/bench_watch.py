@@ -1,26 +1,38 @@
-"""Benchmark: client CPU per poll and memory per watched task.
+"""Benchmark: client CPU per poll against the floor and the alternatives, and the cost of scale.
 
-A minimal keep-alive HTTP server runs in its own process and answers every request with a
-small task record. In this process
-the script measures, in one run:
+A minimal keep-alive HTTP server runs in its own process (pinned to the second core; this
+process is pinned to the first) and answers every task path with a small IN_PROGRESS record,
+and SUCCESS on the path's fifth request. In this process the script measures, interleaved run
+by run, at each concurrency:
 
-* the floor: a bare aiohttp GET + read loop with the same concurrency;
-* ``AnyFast.get_task`` in the same loop shape;
-* ``AnyFast.watch_many`` polling many tasks with a near-zero interval;
+* the floor: a bare aiohttp GET + read loop, ``concurrency`` coroutines;
+* ``AnyFast.get_task`` in the same loop shape (decode into ``Task`` included);
+* ``AnyFast.watch_many`` (through ``wait_many``) over ``requests / 5`` fresh tasks with a
+  near-zero poll interval, so the scheduler does exactly ``requests`` polls and stops by itself;
+* the stack most SDKs use: an ``httpx.AsyncClient`` + pydantic loop in the same shape as the
+  floor, ``await client.get(url)`` then ``PydanticEnvelope.model_validate_json(resp.content)``
+  (``benchmarks/pydantic_task.py``, the fields of ``Task``);
+* a naive loop: one ``asyncio.create_task`` per task id over ``requests / 5`` fresh tasks, each
+  doing aiohttp GET + ``json.loads`` + ``asyncio.sleep(interval)`` until its task is done, with
+  the connection pool (``TCPConnector(limit=concurrency)``) as the only concurrency limit.
 
-reporting client CPU seconds per request from ``resource.getrusage`` (user + system, this
-process only: the server's CPU is not counted), and the ratio to the floor. Then it adds
-``--tasks`` tasks to one watcher with the default 15 s cadence, waits until each has been polled
-once, and reports the growth of resident memory per watched task and the CPU the idle
-scheduler burns between polls.
+Each contender does the same number of requests (``--requests``; a quarter of it at
+concurrency 1 and half at 1,000, see ``requests_at``), after opening every connection of its
+pool. CPU is this process's user + system time from ``resource.getrusage`` (the server's CPU
+is not counted), divided by the requests; the report gives the median of ``--repeat`` runs
+(``--slow-repeat`` for httpx + pydantic, whose runs take up to a minute) and its ratio to the
+floor's median.
 
-    python benchmarks/bench_watch.py                  # full run (100,000 tasks)
+Then, for each of ``--tasks`` (1,000, 10,000 and 100,000 by default), a fresh interpreter (a
+subprocess of this script, so that memory freed by the CPU runs cannot hide the growth) adds
+that many tasks to one watcher with a one-hour cadence, waits until each has been polled once,
+and reports the growth of resident memory per watched task, the time ``add_many`` took, and
+the CPU the scheduler burns in 3 idle seconds, with every task waiting for its next poll.
+
+    python benchmarks/bench_watch.py                  # full run (about 10 minutes)
     python benchmarks/bench_watch.py --quick          # a smaller, faster run
 
-Every task path answers IN_PROGRESS and SUCCESS on its fifth request, so the watch_many run
-ends by itself after exactly the number of polls measured.
-The memory figure is measured in a fresh interpreter (a subprocess of this script), so that
-memory freed by the CPU runs cannot hide the growth.
+It needs httpx and pydantic besides the package: ``nox -s bench`` installs them.
 """
 
 from __future__ import annotations
@@ -42,6 +54,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
+import httpx
+import pydantic
+from pydantic_task import PydanticEnvelope
 
 from anyfast_async import AnyFast, Limits, PollPolicy
 
@@ -160,6 +175,16 @@ async def loop_of(
     return total, cpu() - c0, time.perf_counter() - w0
 
 
+def warm_requests(concurrency: int) -> int:
+    """Requests run before the clock starts: enough to open every connection of the pool."""
+    return max(500, concurrency)
+
+
+def warm_tasks(concurrency: int) -> int:
+    """Tasks watched before the clock starts (5 polls each), for the same reason."""
+    return max(100, concurrency)
+
+
 async def bare_aiohttp(base: str, concurrency: int, total: int) -> tuple[int, float, float]:
     connector = aiohttp.TCPConnector(limit=max(concurrency, 100))
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -170,7 +195,7 @@ async def bare_aiohttp(base: str, concurrency: int, total: int) -> tuple[int, fl
             async with session.get(url, headers=headers) as resp:
                 await resp.read()
 
-        await loop_of(concurrency, min(total, 500), one)  # warm up the pool
+        await loop_of(concurrency, warm_requests(concurrency), one)  # fill the pool
         return await loop_of(concurrency, total, one)
 
 
@@ -184,7 +209,7 @@ async def sdk_get_task(base: str, concurrency: int, total: int) -> tuple[int, fl
         async def one(i: int) -> None:
             await client.get_task(f"asyntask_{i % 1000}")
 
-        await loop_of(concurrency, min(total, 500), one)
+        await loop_of(concurrency, warm_requests(concurrency), one)
         return await loop_of(concurrency, total, one)
 
 
@@ -196,7 +221,7 @@ async def sdk_watch_many(base: str, concurrency: int, total: int) -> tuple[int, 
     fifth poll: exactly ``total`` polls, none left in flight when the clock stops."""
     policy = PollPolicy.fixed(1e-6)
     async with _client(base, concurrency) as client:
-        warm = [f"warm{next(_RUN)}_{i}" for i in range(100)]
+        warm = [f"warm{next(_RUN)}_{i}" for i in range(warm_tasks(concurrency))]
         await client.wait_many(warm, concurrency=concurrency, poll=policy)
         run = next(_RUN)
         ids = [f"r{run}_asyntask_{i}" for i in range(total // POLLS_PER_TASK)]
@@ -207,11 +232,60 @@ async def sdk_watch_many(base: str, concurrency: int, total: int) -> tuple[int, 
         return len(ids) * POLLS_PER_TASK, spent, wall
 
 
+async def httpx_pydantic(base: str, concurrency: int, total: int) -> tuple[int, float, float]:
+    """What most SDKs do: httpx.AsyncClient, then a pydantic model from the body."""
+    pool = max(concurrency, 100)
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=httpx.Timeout(60.0)
+    ) as client:
+
+        async def one(i: int) -> None:
+            resp = await client.get(f"/v1/video/generations/asyntask_{i % 1000}")
+            resp.raise_for_status()
+            PydanticEnvelope.model_validate_json(resp.content)
+
+        await loop_of(concurrency, warm_requests(concurrency), one)
+        return await loop_of(concurrency, total, one)
+
+
+_TERMINAL = ("SUCCESS", "FAILURE")
+
+
+async def naive_loop(base: str, concurrency: int, total: int) -> tuple[int, float, float]:
+    """One asyncio task per task id, each polling and sleeping until done: total / 5 tasks
+    polled 5 times each, at most ``concurrency`` requests in flight (the pool's limit)."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def poll(task_id: str) -> dict[str, Any]:
+            url = f"{base}/v1/video/generations/{task_id}"
+            while True:
+                async with session.get(url) as resp:
+                    doc: dict[str, Any] = json.loads(await resp.read())
+                if doc["data"]["status"] in _TERMINAL:
+                    return doc
+                await asyncio.sleep(1e-6)
+
+        async def run(ids: list[str]) -> None:
+            await asyncio.gather(*[asyncio.create_task(poll(task_id)) for task_id in ids])
+
+        await run([f"warm{next(_RUN)}_{i}" for i in range(warm_tasks(concurrency))])
+        run_id = next(_RUN)
+        ids = [f"r{run_id}_asyntask_{i}" for i in range(total // POLLS_PER_TASK)]
+        c0, w0 = cpu(), time.perf_counter()
+        await run(ids)
+        return len(ids) * POLLS_PER_TASK, cpu() - c0, time.perf_counter() - w0
+
+
 async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, float]:
     # A long interval, so that after the first round every task is idle, waiting.
     policy = PollPolicy(interval=3600, waiting_interval=3600, max_waiting_interval=3600)
     async with _client(base, concurrency) as client:
-        await client.get_task("warm")
+        # Open every connection of the pool first, so that their buffers are not counted.
+        await asyncio.gather(*(client.get_task(f"warm_{i}") for i in range(concurrency)))
         async with client.watcher(concurrency=concurrency, timeout=None, poll=policy) as watcher:
             gc.collect()
             rss0 = rss_bytes()
@@ -261,13 +335,44 @@ def measure_memory(tasks: int) -> dict[str, float]:
     return result
 
 
+CONTENDERS: dict[str, Callable[[str, int, int], Awaitable[tuple[int, float, float]]]] = {
+    "bare_aiohttp": bare_aiohttp,
+    "get_task": sdk_get_task,
+    "watch_many": sdk_watch_many,
+    "httpx_pydantic": httpx_pydantic,
+    "naive_loop": naive_loop,
+}
+
+
+#: Contenders so slow that they run only ``--slow-repeat`` times (their ratio is far from any
+#: target, so fewer samples change no conclusion, and the whole run stays under 15 minutes).
+SLOW = frozenset({"httpx_pydantic"})
+
+
+def requests_at(concurrency: int, requests: int) -> int:
+    """Requests per run at a concurrency: a quarter at 1 (each waits for a round trip), half
+    at 1,000 and above (httpx + pydantic spends about 12 ms of CPU per request there)."""
+    if concurrency == 1:
+        return max(requests // 4, 1000)
+    if concurrency >= 1000:
+        return requests // 2
+    return requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=100_000, help="tasks for the memory run")
+    parser.add_argument(
+        "--tasks", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="watched tasks"
+    )
     parser.add_argument("--requests", type=int, default=10_000, help="requests per CPU run")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each, median reported")
+    parser.add_argument(
+        "--slow-repeat", type=int, default=3, help="runs of httpx + pydantic (10-60 s each)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 1000])
-    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 3,000 requests, 3 runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="1,000 and 10,000 tasks, 3,000 requests, 3 runs"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,39 +381,49 @@ def main() -> None:
             print(json.dumps(asyncio.run(watched_memory(base, args.memory_only, 64))))
         return
     if args.quick:
-        args.tasks, args.requests, args.repeat = 10_000, 3_000, 3
+        args.tasks, args.requests, args.repeat, args.slow_repeat = [1_000, 10_000], 3_000, 3, 1
     _pin(0)
 
+    started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": sys.version.split()[0],
         "aiohttp": aiohttp.__version__,
+        "httpx": httpx.__version__,
+        "pydantic": pydantic.VERSION,
         "repeat": args.repeat,
+        "slow_repeat": dict.fromkeys(SLOW, args.slow_repeat),
         "cpu": [],
+        "memory": [],
     }
-    contenders = (
-        ("bare_aiohttp", bare_aiohttp),
-        ("get_task", sdk_get_task),
-        ("watch_many", sdk_watch_many),
-    )
     with cheap_server() as base:
         for concurrency in args.concurrency:
-            total = args.requests if concurrency > 1 else max(args.requests // 4, 1000)
-            samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
-            for _ in range(args.repeat):  # interleaved, so drift hits every contender alike
-                for name, fn in contenders:
-                    count, cpu_s, _wall = asyncio.run(fn(base, concurrency, total))
+            total = requests_at(concurrency, args.requests)
+            samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+            walls: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+            for run in range(args.repeat):  # interleaved, so drift hits every contender alike
+                for name, fn in CONTENDERS.items():
+                    if name in SLOW and run >= args.slow_repeat:
+                        continue
+                    count, cpu_s, wall = asyncio.run(fn(base, concurrency, total))
                     samples[name].append(cpu_s / count * 1e6)
+                    walls[name].append(wall)
             row: dict[str, Any] = {"concurrency": concurrency, "requests": total}
             for name, values in samples.items():
-                row[name] = {"cpu_us_per_request": _median(values), "samples": values}
+                row[name] = {
+                    "cpu_us_per_request": _median(values),
+                    "samples": values,
+                    "wall_seconds": walls[name],
+                }
             floor = row["bare_aiohttp"]["cpu_us_per_request"]
-            for name in ("get_task", "watch_many"):
+            for name in CONTENDERS:
                 row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
             results["cpu"].append(row)
             print(json.dumps(row), flush=True)
-    results["memory"] = measure_memory(args.tasks)
-    print(json.dumps(results["memory"]), flush=True)
+    for tasks in args.tasks:
+        results["memory"].append(measure_memory(tasks))
+        print(json.dumps(results["memory"][-1]), flush=True)
+    results["elapsed_seconds"] = time.perf_counter() - started
     report(results)
     if args.json:
         with open(args.json, "w") as f:
@@ -318,33 +433,41 @@ def main() -> None:
 def report(results: dict[str, Any]) -> None:
     print()
     print(
-        f"Machine: {results['machine']}; Python {results['python']}; aiohttp {results['aiohttp']}"
+        f"Machine: {results['machine']}; Python {results['python']}; aiohttp "
+        f"{results['aiohttp']}, httpx {results['httpx']}, pydantic {results['pydantic']}"
     )
-    print(f"Median of {results['repeat']} interleaved runs.")
+    print(
+        f"Median of {results['repeat']} interleaved runs ({results['slow_repeat']['httpx_pydantic']}"
+        " for httpx + pydantic); the whole run took "
+        f"{results['elapsed_seconds'] / 60:.1f} min."
+    )
+    print()
+    print("Client CPU per request (µs), and the ratio to the bare aiohttp floor:")
     print()
     print(
-        "| concurrency | bare aiohttp (µs CPU/request) | get_task (µs, ratio) | watch_many (µs, ratio) |"
+        "| concurrency | bare aiohttp | get_task | watch_many | httpx + pydantic | naive loop "
+        "| httpx + pydantic / watch_many |"
     )
-    print("|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in results["cpu"]:
-        floor = row["bare_aiohttp"]["cpu_us_per_request"]
-        g, w = row["get_task"], row["watch_many"]
-        print(
-            f"| {row['concurrency']:,} | {floor:.0f} | {g['cpu_us_per_request']:.0f} "
-            f"({g['ratio_to_floor']:.2f}x) | {w['cpu_us_per_request']:.0f} "
-            f"({w['ratio_to_floor']:.2f}x) |"
-        )
-    mem = results["memory"]
+        cells = [f"{row['bare_aiohttp']['cpu_us_per_request']:.0f} µs"]
+        for name in ("get_task", "watch_many", "httpx_pydantic", "naive_loop"):
+            r = row[name]
+            cells.append(f"{r['cpu_us_per_request']:.0f} µs ({r['ratio_to_floor']:.2f}x)")
+        alt = row["httpx_pydantic"]["cpu_us_per_request"] / row["watch_many"]["cpu_us_per_request"]
+        print(f"| {row['concurrency']:,} | " + " | ".join(cells) + f" | {alt:.2f}x |")
     print()
     print(
-        "| watched tasks | RSS growth | bytes per task | time to add all | first round of polls | idle scheduler CPU |"
+        "| watched tasks | RSS growth | per task | time to add all | first round of polls "
+        "| idle scheduler CPU |"
     )
     print("|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| {mem['tasks']:,} | {mem['rss_growth_mib']:.1f} MiB | {mem['bytes_per_task']:.0f} B "
-        f"| {mem['add_seconds']:.2f} s | {mem['first_round_seconds']:.1f} s "
-        f"| {mem['idle_cpu_seconds_per_second'] * 100:.2f} % of a core |"
-    )
+    for mem in results["memory"]:
+        print(
+            f"| {mem['tasks']:,} | {mem['rss_growth_mib']:.1f} MiB | {mem['bytes_per_task']:,.0f} B "
+            f"| {mem['add_seconds'] * 1000:,.0f} ms | {mem['first_round_seconds']:.1f} s "
+            f"| {mem['idle_cpu_seconds_per_second'] * 100:.2f} % of a core |"
+        )
 
 
 if __name__ == "__main__":

@@ -219,3 +219,18 @@ def test_demo_on_a_terminal() -> None:
     assert "Summary" in screen
     assert "throttles survived (429)" in screen
     assert "┌" in screen, "the summary is a table"
+
+
+async def test_demo_with_many_tasks() -> None:
+    """The demo's throttling and flaky answers hit polls only: 25 tasks still exit 0."""
+    result = await anyfast("demo", "--tasks", "25", key=None, timeout=120)
+    assert result.returncode == 0, text(result)
+    assert "tasks succeeded" in result.stdout.decode()
+
+
+async def test_non_positive_numbers_are_usage_errors() -> None:
+    """--poll-interval 0 or a negative --timeout is refused, not silently ignored."""
+    for option in (["--poll-interval", "0"], ["--timeout", "-1"]):
+        result = await anyfast("watch", "t1", *option)
+        assert result.returncode == 2
+        assert "greater than 0" in result.stderr.decode()

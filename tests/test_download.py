@@ -190,3 +190,62 @@ async def test_odd_task_ids_make_safe_file_names(
     path = await client.download("../../etc/x", tmp_path)
     assert path.parent == tmp_path
     assert path.name == "_.._etc_x.mp4"
+
+
+async def test_download_to_a_missing_folder(
+    server: FakeAnyFast, client: AnyFast, tmp_path: Path
+) -> None:
+    """wait_many(download_to=...) creates the folder and puts each result in it."""
+    folder = tmp_path / "videos"
+    for i in range(3):
+        server.add_task(f"t{i}", stages=done(server.add_file(f"v{i}.mp4", bytes([i]) * 100)))
+    server.add_task("no_url", stages=[Stage(status="SUCCESS")])
+    results = await client.wait_many(
+        ["t0", "t1", "t2", "no_url"], poll=PollPolicy.fixed(0.005), download_to=folder
+    )
+    assert all(isinstance(r, Task) for r in results.values())
+    assert leftovers(folder) == ["t0.mp4", "t1.mp4", "t2.mp4"]
+    assert (folder / "t2.mp4").read_bytes() == bytes([2]) * 100
+
+
+async def test_downloaded_file_mode_follows_umask(
+    server: FakeAnyFast, client: AnyFast, tmp_path: Path
+) -> None:
+    """A downloaded video gets the usual mode for new files, not the temporary 0600."""
+    server.add_task("t1", stages=done(server.add_file("v.mp4", VIDEO)))
+    umask = os.umask(0o022)
+    try:
+        path = await client.download("t1", tmp_path)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+async def test_key_echoed_in_a_download_error_is_redacted(tmp_path: Path) -> None:
+    """The API's content proxy echoing the key in an error: the key is not in the error."""
+    from anyfast_async import APIStatusError
+    from anyfast_async.testing import Fault
+
+    secret = "sk-download-SECRET-0123456789"
+    async with FakeAnyFast(api_key=secret) as server:
+        server.add_task("t1", stages=done("/files/v.mp4"))
+        server.add_file("v.mp4", VIDEO)
+        async with AnyFast(secret, base_url=server.base_url) as client:
+            task = await client.get_task("t1")
+            server.inject(Fault.http(401, {"error": {"message": f"bad key Bearer {secret}"}}))
+            with pytest.raises(APIStatusError) as info:
+                await client.download(task, tmp_path)
+    assert "[redacted]" in str(info.value) + info.value.body
+    assert secret not in str(info.value)
+    assert secret not in info.value.body
+
+
+async def test_redirect_to_a_non_http_url_is_refused(
+    server: FakeAnyFast, client: AnyFast, tmp_path: Path
+) -> None:
+    """A redirect to file:// is not followed: APIConnectionError, nothing written."""
+    server.add_file("v.mp4", b"", redirect_to="file:///etc/passwd")
+    server.add_task("t1", stages=done(f"{server.base_url}/files/v.mp4"))
+    with pytest.raises(APIConnectionError, match="only http"):
+        await client.download("t1", tmp_path)
+    assert leftovers(tmp_path) == []

@@ -186,3 +186,61 @@ def test_invalid_max_rate() -> None:
     time = FakeTime()
     with pytest.raises(ValueError, match="max_rate"):
         pacer(time, max_rate=0)
+
+
+@pytest.mark.anyio
+async def test_a_pause_holds_waiters_under_a_rate_cap() -> None:
+    """A 429 while a poll waits for its slot makes it wait out the pause too."""
+    time = FakeTime()
+    p = pacer(time, max_rate=1, initial_pause=5.0, max_pause=5.0)
+    await p.acquire()  # takes the slot at t=100; the next is at t=101
+
+    async def sleep_then_throttle(seconds: float) -> None:
+        time.sleeps.append(seconds)
+        time.now += seconds
+        if len(time.sleeps) == 1:
+            p.throttled(None)  # a 429 lands while we wait for the slot
+
+    p._sleep = sleep_then_throttle
+    await p.acquire()
+    assert time.now >= 106.0, "no request during the pause that began while waiting"
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
+    """Slots reserved by waiters that were cancelled do not delay later requests."""
+    import anyio
+
+    clock = FakeTime()
+
+    async def real_sleep(seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    p = Pacer(Throttle(), max_rate=2, sleep=real_sleep, clock=clock.clock)
+    await p.acquire()
+    with anyio.move_on_after(0.05):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(p.acquire)
+    assert p._next - clock.now <= 0.5 + 1e-9
+
+
+def test_penalty_starts_afresh_after_a_quiet_spell() -> None:
+    """Two 429s far apart are not consecutive: the pause does not keep doubling."""
+    time = FakeTime()
+    p = pacer(time, initial_pause=1.0, max_pause=8.0)
+    p.throttled(None)
+    time.now += 2
+    p.throttled(None)
+    assert p.paused_until == pytest.approx(time.now + 2.0)
+    time.now += 3600
+    p.throttled(None)
+    assert p.paused_until == pytest.approx(time.now + 1.0)
+
+
+def test_throttling_never_raises_the_cap_above_max_rate() -> None:
+    """min_rate does not lift the cap above the caller's own max_rate."""
+    time = FakeTime()
+    p = pacer(time, max_rate=0.5, min_rate=1.0)
+    p.throttled(None)
+    assert p.rate_cap == 0.5

@@ -637,3 +637,61 @@ async def test_no_final_update_lost_when_many_finish_at_once(
     assert finals == 400
     results = await fast_client.wait_many(ids[:300], concurrency=100, poll=FAST)
     assert len(results) == 300
+
+
+async def test_deadline_cuts_a_poll_waiting_on_the_budget(server: FakeAnyFast) -> None:
+    """A long shared pause does not carry a task past its own deadline."""
+    server.add_task("a", stages=[Stage(status="QUEUED")])
+    server.add_task("b", stages=[Stage(status="QUEUED")])
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, throttle=Throttle(max_pause=30)
+        ) as client,
+        client.watcher(poll=PollPolicy.fixed(0.01), timeout=None) as watcher,
+    ):
+        watcher.add("a")
+        await anyio.sleep(0.05)
+        server.inject(Fault.rate_limited(retry_after="5"))
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(WaitTimeoutError):
+            await watcher.add("b", timeout=0.4).wait()
+        assert time.monotonic() - started < 2.0
+
+
+async def test_deadline_cuts_a_slow_answer(server: FakeAnyFast) -> None:
+    """An answer still on its way at the deadline does not delay the timeout."""
+    server.add_task("t1", stages=[Stage(status="QUEUED")])
+    server.inject(Fault.slow(8.0), times=5)
+    async with AnyFast(server.api_key, base_url=server.base_url) as client:
+        started = time.monotonic()
+        with pytest.raises(WaitTimeoutError):
+            await client.wait("t1", timeout=0.4, poll=FAST)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_closing_the_client_ends_waits_with_an_error(server: FakeAnyFast) -> None:
+    """wait(), watch() and wait_many() running when the client closes raise RuntimeError."""
+    server.add_tasks(3, stages=[Stage(status="QUEUED")])
+    ids = list(server.tasks)
+    client = AnyFast(server.api_key, base_url=server.base_url)
+    errors: list[BaseException] = []
+
+    async def run(coro_factory: object) -> None:
+        try:
+            await coro_factory()  # type: ignore[operator]
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async def watch_all() -> None:
+        async for _ in client.watch(ids[1], poll=FAST):
+            pass
+
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(run, lambda: client.wait(ids[0], poll=FAST))
+        tg.start_soon(run, watch_all)
+        tg.start_soon(run, lambda: client.wait_many(ids, poll=FAST))
+        await anyio.sleep(0.1)
+        await client.aclose()
+    assert len(errors) == 3
+    assert all("closed before the task finished" in str(e) for e in errors)
