@@ -74,6 +74,9 @@ def _check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     return str(value)
 
 
+_ALL_KNOBS: Final = ("resolution", "ratio", "duration", "watermark", "seed")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Knobs:
     resolution: Resolution | None = None
@@ -94,11 +97,15 @@ class _Knobs:
         if self.seed is not None:
             _check_int("seed", self.seed, 0, MAX_SEED)
 
-    def _parameters(self, names: Sequence[str]) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-
-
-_ALL_KNOBS: Final = ("resolution", "ratio", "duration", "watermark", "seed")
+    def _with_parameters(
+        self, body: dict[str, Any], names: Sequence[str] = _ALL_KNOBS
+    ) -> dict[str, Any]:
+        """``body`` with the knobs that were set in ``parameters`` (none: no ``parameters``)."""
+        parameters = {name: getattr(self, name) for name in names}
+        parameters = {name: value for name, value in parameters.items() if value is not None}
+        if parameters:
+            body["parameters"] = parameters
+        return body
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,10 +134,7 @@ class TextToVideo(_Knobs):
     def body(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/video/generations``."""
         body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
-        parameters = self._parameters(_ALL_KNOBS)
-        if parameters:
-            body["parameters"] = parameters
-        return body
+        return self._with_parameters(body)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -156,10 +160,7 @@ class ImageToVideo(_Knobs):
     def body(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/video/generations``."""
         body: dict[str, Any] = {"model": self.model, "prompt": self.prompt, "image": self.image}
-        parameters = self._parameters(_ALL_KNOBS)
-        if parameters:
-            body["parameters"] = parameters
-        return body
+        return self._with_parameters(body)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -199,10 +200,7 @@ class ReferenceToVideo(_Knobs):
             "prompt": self.prompt,
             "images": list(self.images),
         }
-        parameters = self._parameters(_ALL_KNOBS)
-        if parameters:
-            body["parameters"] = parameters
-        return body
+        return self._with_parameters(body)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -242,10 +240,7 @@ class VideoEdit(_Knobs):
                 ],
             },
         }
-        parameters = self._parameters(("resolution", "watermark", "seed"))
-        if parameters:
-            body["parameters"] = parameters
-        return body
+        return self._with_parameters(body, ("resolution", "watermark", "seed"))
 
 
 @dataclass(frozen=True, slots=True)

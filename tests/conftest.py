@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -100,3 +101,15 @@ async def client(server: FakeAnyFast, sleep: RecordingSleep) -> AsyncIterator[An
 def load(name: str) -> bytes:
     """A documented example body from tests/data."""
     return (DATA / name).read_bytes()
+
+
+def everything_shown(exc: BaseException) -> str:
+    """Messages, reprs, attributes and the formatted traceback of an exception chain."""
+    parts = ["".join(traceback.format_exception(exc))]
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts += [str(current), repr(current), repr(vars(current))]
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)

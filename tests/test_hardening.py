@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import traceback
 
 import anyio
 import pytest
@@ -22,23 +21,11 @@ from anyfast_async import (
 from anyfast_async._decode import parse_retry_after
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
-from .conftest import RecordingSleep
+from .conftest import RecordingSleep, everything_shown
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "sk-ECHOED-secret-0123456789"
-
-
-def chain_text(exc: BaseException) -> str:
-    """Everything an exception can show: messages, reprs and attributes along its chain."""
-    parts = ["".join(traceback.format_exception(exc))]
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts += [repr(current), repr(vars(current))]
-        current = current.__cause__ or current.__context__
-    return "\n".join(parts)
 
 
 async def test_gzip_bomb_is_refused(server: FakeAnyFast, sleep: RecordingSleep) -> None:
@@ -187,7 +174,7 @@ async def test_echoed_key_is_redacted(
         async with AnyFast(SECRET, base_url=server.base_url, sleep=sleep) as client:
             with pytest.raises(AuthenticationError) as info:
                 await client.get_task("t1")
-    text = chain_text(info.value) + "\n".join(r.getMessage() for r in caplog.records)
+    text = everything_shown(info.value) + "\n".join(r.getMessage() for r in caplog.records)
     assert "Incorrect API key provided: [redacted]" in text
     assert SECRET not in text
 
@@ -205,7 +192,7 @@ async def test_invalid_http_answer_is_not_retried_nor_leaks(
                 await client.get_task("t1")
     assert info.value.retryable is False
     assert sleep.calls == []
-    assert secret not in chain_text(info.value)
+    assert secret not in everything_shown(info.value)
 
 
 async def test_close_during_a_request(server: FakeAnyFast) -> None:

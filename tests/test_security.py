@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 import warnings
 
 import pytest
@@ -19,24 +18,13 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
+from .conftest import everything_shown
 from .test_faults import CASES
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "sk-RECOGNISABLE-0f9e8d7c6b5a4321"
 FAST = PollPolicy.fixed(0.005, not_found_grace=0.0)
-
-
-def everything_shown(exc: BaseException) -> str:
-    """Messages, reprs, attributes and the formatted traceback of an exception chain."""
-    parts = ["".join(traceback.format_exception(exc))]
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts += [str(current), repr(current), repr(vars(current))]
-        current = current.__cause__ or current.__context__
-    return "\n".join(parts)
 
 
 async def test_key_absent_from_every_error_path(caplog: pytest.LogCaptureFixture) -> None:
