@@ -1,4 +1,4 @@
-"""Development sessions: tests, lint, typecheck, examples.
+"""Development sessions: tests, lint, typecheck, examples, docs, bench, soak.
 
 Run ``pip install nox && nox -s tests`` (or ``nox`` for all default sessions). Sessions use the
 interpreter nox runs on.
@@ -12,7 +12,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGE = "anyfast_async"
@@ -94,4 +94,14 @@ def bench(session: nox.Session) -> None:
     )
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
+    )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site in strict mode: a warning (a broken link, a docstring that
+    names a parameter the signature lacks) fails the build. Output in site/."""
+    session.install("-e", ".", "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )

@@ -744,7 +744,8 @@ class AnyFast:
             task_ids: The tasks to watch.
             concurrency: Most requests in flight at once (capped at the connection pool size).
             timeout: Seconds until each task's deadline (default 1800); ``None`` for none.
-            poll, poll_interval: As for :meth:`watch`.
+            poll: When to poll, as for :meth:`watch`.
+            poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
 
         Raises:
             AuthenticationError, PermissionDeniedError: the key was refused; no task can

@@ -144,8 +144,10 @@ class ImageToVideo(_Knobs):
     Args:
         image: http(s) URL of the first-frame image.
         prompt: The motion to generate (not empty).
-        resolution, ratio, duration, watermark, seed: as for :class:`TextToVideo`. (The
-            upstream model follows the image's aspect ratio; ``ratio`` is sent if given.)
+
+    The knobs ``resolution``, ``ratio``, ``duration``, ``watermark`` and ``seed`` are those of
+    :class:`TextToVideo`. (The upstream model follows the image's aspect ratio; ``ratio`` is
+    sent if given.)
     """
 
     model: ClassVar[str] = "happyhorse-1.0-i2v"
@@ -173,7 +175,9 @@ class ReferenceToVideo(_Knobs):
         prompt: What to generate (not empty).
         max_images: The most images accepted (default 3, as AnyFast documents; the upstream
             model accepts more).
-        resolution, ratio, duration, watermark, seed: as for :class:`TextToVideo`.
+
+    The knobs ``resolution``, ``ratio``, ``duration``, ``watermark`` and ``seed`` are those of
+    :class:`TextToVideo`.
     """
 
     model: ClassVar[str] = "happyhorse-1.0-r2v"
@@ -211,8 +215,9 @@ class VideoEdit(_Knobs):
         video: http(s) URL of the video to edit (the output follows its length).
         reference_image: http(s) URL of the reference image.
         prompt: The edit instruction (not empty).
-        resolution, watermark, seed: as for :class:`TextToVideo` (``ratio`` and ``duration``
-            do not apply to an edit).
+
+    The knobs ``resolution``, ``watermark`` and ``seed`` are those of :class:`TextToVideo`;
+    ``ratio`` and ``duration`` do not apply to an edit.
     """
 
     model: ClassVar[str] = "happyhorse-1.0-video-edit"
