@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ._decode import excerpt, status_error
+from ._decode import excerpt, loads_any, status_error
 from ._exceptions import ResponseDecodeError
 from ._models import _timestamp
 
@@ -306,10 +306,7 @@ def decode_created(
             ``code`` is not ``"success"``).
         ResponseDecodeError: no task id in the answer, or not JSON.
     """
-    try:
-        doc = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
-        doc = None
+    doc = loads_any(body)
     if not isinstance(doc, dict):
         raise ResponseDecodeError(
             "could not decode the create answer: not a JSON object",

@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._models import Task
 
-__all__ = ["decode_task", "excerpt", "parse_retry_after", "status_error"]
+__all__ = ["decode_task", "excerpt", "loads_any", "parse_retry_after", "status_error"]
 
 #: Characters of a body kept on an error.
 EXCERPT_CHARS: Final = 200
@@ -57,7 +57,7 @@ def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
     return text
 
 
-def _loads(body: bytes) -> Any:
+def loads_any(body: bytes) -> Any:
     """Decode any JSON, or ``None`` when the body is not JSON (or absurdly nested)."""
     try:
         return _ANY_DECODER.decode(body)
@@ -92,7 +92,7 @@ def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None =
             request_id=request_id,
             body=excerpt(body),
         )
-    doc = _loads(body)
+    doc = loads_any(body)
     if isinstance(doc, dict) and not doc.get("code") and "error" not in doc:
         raise ResponseDecodeError(
             "answer has no 'code': it is not a task-query envelope",
@@ -119,7 +119,7 @@ _TIME_FIELDS: Final = ("submit_time", "start_time", "finish_time")
 def _decode_slowly(
     body: bytes, exc: BaseException, status_code: int, request_id: str | None
 ) -> Task:
-    doc = _loads(body)
+    doc = loads_any(body)
     if isinstance(doc, dict):
         code = doc.get("code")
         data = doc.get("data")
@@ -213,7 +213,7 @@ def status_error(
     if oversize:
         message = "error body larger than the size limit; it was not read"
     else:
-        doc = parsed_doc if parsed_doc is not None else _loads(body)
+        doc = parsed_doc if parsed_doc is not None else loads_any(body)
         if isinstance(doc, dict):
             error = doc.get("error")
             if isinstance(error, dict):

@@ -178,6 +178,8 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._secret = api_key.encode()
+        api = yarl.URL(base_url)
+        self._origin = (api.scheme, api.host, api.port)
         self._headers: Final = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
@@ -186,10 +188,6 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url}>"
-
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        return self._session
 
     @property
     def connection_limit(self) -> int:
@@ -216,8 +214,7 @@ class Transport:
 
     def same_origin(self, url: yarl.URL) -> bool:
         """Whether ``url`` has the API's scheme, host and port (and so may carry the key)."""
-        api = yarl.URL(self.base_url)
-        return (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port)
+        return (url.scheme, url.host, url.port) == self._origin
 
     @contextlib.asynccontextmanager
     async def stream(self, url: yarl.URL, *, read_timeout: float | None) -> AsyncIterator[Stream]:
@@ -255,10 +252,6 @@ class Transport:
                 response.release()  # fully read: the connection can be reused
             else:
                 response.close()
-
-    def url(self, path: str) -> yarl.URL:
-        """The absolute URL of ``path`` (already percent-encoded) on the API origin."""
-        return yarl.URL(self.base_url + path, encoded=True)
 
     async def request(self, method: str, path: str, *, json_body: bytes | None = None) -> Response:
         """Send one request to the API origin and read the whole answer.
