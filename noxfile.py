@@ -6,7 +6,13 @@ interpreter nox runs on.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -16,6 +22,8 @@ nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGE = "anyfast_async"
+# What the examples use beyond the package: the web frameworks and the job queue.
+EXAMPLE_DEPS = ["fastapi>=0.115", "uvicorn>=0.30", "arq>=0.26"]
 
 
 @nox.session
@@ -35,7 +43,8 @@ def tests(session: nox.Session) -> None:
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
-        *(session.posargs or [PACKAGE, "tests"]),
+        "--doctest-glob=*.md",
+        *(session.posargs or [PACKAGE, "docs", "tests"]),
     )
     if not session.posargs:
         session.run("pytest", "-m", "soak", "tests/test_soak.py")
@@ -59,21 +68,86 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package and the tests."""
-    session.install("-e", ".[dev]")
+    """mypy --strict on the package, the tests and the examples."""
+    session.install("-e", ".[dev]", *EXAMPLE_DEPS)
     session.run("mypy", "--strict", "-p", PACKAGE)
     session.run("mypy", "--strict", "tests", "examples")
 
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every script under examples/, and the README's first command, on the fake server."""
-    session.install("-e", ".[cli]")
+    """Run every example on the fake server: scripts run to completion, the web apps are started
+    as real servers and requested over HTTP, the worker example runs two worker processes on a
+    Redis queue (redis-server is installed from Debian's packages when missing). Then the
+    README's first command."""
+    session.install("-e", ".[cli]", *EXAMPLE_DEPS)
     env = {"ANYFAST_API_KEY": "", "ANYFAST_BASE_URL": ""}
-    for script in sorted(Path("examples").glob("*.py")):
-        session.log(f"running {script}")
-        session.run("python", str(script), env=env)
+    with redis_server(session) as redis_url:
+        env["REDIS_URL"] = redis_url
+        for script in sorted(Path("examples").glob("*.py")):
+            if script.name.startswith("_"):
+                continue
+            session.log(f"running {script}")
+            if script.name.startswith("webapp_"):
+                session.run("python", "examples/_webapp_check.py", str(script), env=env)
+            else:
+                session.run("python", str(script), env=env)
     session.run("anyfast", "demo", "--tasks", "8", env=env)
+
+
+@contextlib.contextmanager
+def redis_server(session: nox.Session) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, without persistence; yields its URL."""
+    if shutil.which("redis-server") is None:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            session.error("the worker example needs redis-server: apt-get install redis-server")
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "redis-server",
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(  # noqa: S603 (a fixed command line)
+        [
+            executable,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    session.error(f"redis-server did not start (status {server.poll()})")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @nox.session

@@ -386,8 +386,28 @@ class AnyFast:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 text-to-video task. See :class:`TextToVideo`.
 
+        ::
+
+            created = await client.create_text_to_video("A cat running on grass", duration=5)
+
         Arguments left as ``None`` are not sent, so the server's defaults apply (1080P, 16:9,
         5 s, watermark on). Values are validated before anything is sent.
+
+        Args:
+            prompt: What to generate (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
+
+        Raises:
+            ValueError, TypeError: an argument outside the documented limits (nothing is
+                sent).
+            And what :meth:`create` raises.
         """
         return await self.create(
             TextToVideo(
@@ -413,7 +433,24 @@ class AnyFast:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 image-to-video task from a first-frame image URL.
 
-        See :class:`ImageToVideo`.
+        See :class:`ImageToVideo`. Arguments left as ``None`` are not sent.
+
+        Args:
+            image: The first frame: an ``http(s)`` URL.
+            prompt: What happens in the video (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
+
+        Raises:
+            ValueError, TypeError: an argument outside the documented limits (nothing is
+                sent).
+            And what :meth:`create` raises.
         """
         return await self.create(
             ImageToVideo(
@@ -441,7 +478,26 @@ class AnyFast:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 reference-to-video task from 1 to 3 image URLs.
 
-        See :class:`ReferenceToVideo`; ``max_images`` raises the limit of 3.
+        See :class:`ReferenceToVideo`. Arguments left as ``None`` are not sent.
+
+        Args:
+            images: 1 to ``max_images`` reference images, as ``http(s)`` URLs.
+            prompt: What to generate (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+            max_images: The most images accepted (AnyFast documents 3; the upstream model
+                takes up to 9).
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
+
+        Raises:
+            ValueError, TypeError: an argument outside the documented limits (nothing is
+                sent).
+            And what :meth:`create` raises.
         """
         return await self.create(
             ReferenceToVideo(
@@ -468,7 +524,23 @@ class AnyFast:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 video-edit task: one video, one reference image.
 
-        See :class:`VideoEdit`.
+        See :class:`VideoEdit`. Arguments left as ``None`` are not sent.
+
+        Args:
+            video: The video to edit: an ``http(s)`` URL.
+            reference_image: The reference image: an ``http(s)`` URL.
+            prompt: The edit to make (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
+
+        Raises:
+            ValueError, TypeError: an argument outside the documented limits (nothing is
+                sent).
+            And what :meth:`create` raises.
         """
         return await self.create(
             VideoEdit(
@@ -484,7 +556,22 @@ class AnyFast:
     async def create_task(self, model: str, body: Mapping[str, Any]) -> CreatedTask:
         """Create a task of any model on the same endpoint (Seedance, Wan, ...).
 
-        ``body`` is sent as given, with ``model`` added; nothing is validated client-side.
+        ::
+
+            created = await client.create_task("wan2.2-t2v", {"prompt": "A cat", "duration": 5})
+
+        Args:
+            model: The model's name, as the create page of its provider gives it.
+            body: The rest of the JSON body, sent as given with ``model`` added; nothing is
+                validated client-side.
+
+        Returns:
+            The :class:`CreatedTask`.
+
+        Raises:
+            ValueError: ``model`` is empty.
+            TypeError: ``body`` is not a mapping.
+            And what :meth:`create` raises.
         """
         return await self.create(RawCreate(model, body))
 
@@ -503,6 +590,22 @@ class AnyFast:
         :class:`CreatedTask` before the wait begins: persist the id there, so that a crash
         while waiting never loses a paid task. The errors of :meth:`create` and :meth:`wait`
         are raised; a :class:`TaskFailedError` or :class:`WaitTimeoutError` carries the id.
+
+        Args:
+            request: What to create: :class:`TextToVideo`, :class:`ImageToVideo`,
+                :class:`ReferenceToVideo` or :class:`VideoEdit`.
+            on_created: Called with the :class:`CreatedTask` before the wait begins; awaited
+                if it returns an awaitable.
+            timeout: Seconds from the create until the deadline (default 1800); ``None``
+                for none.
+            poll: When to poll, as for :meth:`watch`.
+            poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+
+        Raises:
+            TaskFailedError: the task ended in FAILURE.
+            WaitTimeoutError: the deadline passed.
+            And what :meth:`create` and :meth:`wait` raise. An exception raised by
+            ``on_created`` propagates (the task exists: its id is in the ``CreatedTask``).
         """
         created = await self.create(request)
         if on_created is not None:
@@ -531,7 +634,14 @@ class AnyFast:
                 else:
                     print(event.status, event.progress)
 
-        Raises what :meth:`create` and :meth:`watch` raise.
+        Args:
+            request: What to create, as for :meth:`create_and_wait`.
+            timeout: Seconds until the deadline (default 1800); ``None`` for none.
+            poll: When to poll, as for :meth:`watch`.
+            poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+
+        Raises:
+            And what :meth:`create` and :meth:`watch` raise.
         """
         created = await self.create(request)
         yield created
@@ -693,7 +803,18 @@ class AnyFast:
     ) -> Task:
         """Wait for one task to finish and return it.
 
-        Takes the arguments of :meth:`watch`.
+        ::
+
+            try:
+                task = await client.wait(task_id, timeout=900)
+            except TaskFailedError as exc:
+                print("failed:", exc.reason)
+
+        Args:
+            task_id: The task to wait for.
+            timeout: Seconds until the deadline (default 1800); ``None`` for none.
+            poll: When to poll (:class:`PollPolicy`); default: ``PollPolicy()``.
+            poll_interval: Shortcut for ``poll=PollPolicy.fixed(poll_interval)``.
 
         Returns:
             The final :class:`Task`, whose status is SUCCESS.
@@ -790,8 +911,18 @@ class AnyFast:
         ``download_to/<task id>.mp4`` (see :meth:`download`), while the others are still
         being watched. A failed download makes that task's value the download's error.
 
+        Args:
+            task_ids: The tasks to wait for.
+            concurrency: Most polls in flight at once (capped at the connection pool size).
+            timeout: Seconds until each task's deadline (default 1800); ``None`` for none.
+            poll: When to poll, as for :meth:`watch`.
+            poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            download_to: A folder to download each result into as soon as it succeeds.
+            download_concurrency: Most downloads at once.
+
         Raises:
             AuthenticationError, PermissionDeniedError: the key was refused.
+            ValueError: an id is empty (before anything is sent).
         """
         ids = list(dict.fromkeys(task_ids))
         outcomes: dict[str, Task | AnyFastError] = {}

@@ -217,8 +217,16 @@ class PollPolicy:
         Failed polls are retried after ``seconds`` too, doubling up to ``8 * seconds`` (at
         most 60 s). Other fields can be set by keyword.
 
-        >>> PollPolicy.fixed(2).interval
-        2.0
+        Args:
+            seconds: The interval between polls, > 0.
+            **changes: Other fields of the policy, e.g. ``not_found_grace=30``.
+
+        Raises:
+            ValueError: ``seconds`` is not > 0.
+
+        >>> policy = PollPolicy.fixed(2)
+        >>> policy.interval, policy.waiting_interval, policy.jitter
+        (2.0, 2.0, 0.0)
         """
         seconds = float(seconds)
         if not seconds > 0:
@@ -236,7 +244,23 @@ class PollPolicy:
         return cls(**values)
 
     def next_delay(self, status: TaskStatus, same_polls: int, rng: random.Random) -> float:
-        """Seconds until the next poll of a task seen ``same_polls`` times in ``status``."""
+        """Seconds until the next poll of a task seen ``same_polls`` times in ``status``.
+
+        Args:
+            status: The task's status at the last poll.
+            same_polls: How many polls in a row found it in that status (1 for the first).
+            rng: The source of the jitter.
+
+        A waiting task's interval ramps up; a running one's stays at ``interval``:
+
+        >>> import random
+        >>> from anyfast_async import TaskStatus
+        >>> policy, rng = PollPolicy(jitter=0), random.Random(0)
+        >>> [policy.next_delay(TaskStatus.QUEUED, n, rng) for n in (1, 2, 3, 9)]
+        [15.0, 18.75, 23.4375, 30.0]
+        >>> policy.next_delay(TaskStatus.IN_PROGRESS, 9, rng)
+        15.0
+        """
         if status.value in _WAITING:
             delay = min(
                 self.max_waiting_interval,
@@ -249,7 +273,20 @@ class PollPolicy:
         return delay
 
     def error_delay(self, streak: int, rng: random.Random) -> float:
-        """Seconds until the next poll after ``streak`` consecutive failed polls."""
+        """Seconds until the next poll after ``streak`` consecutive failed polls.
+
+        Drawn between half and all of a ceiling that doubles with each failure, from
+        ``error_backoff`` up to ``max_error_backoff``.
+
+        Args:
+            streak: Failed polls in a row (1 for the first).
+            rng: The source of the jitter.
+
+        >>> import random
+        >>> rng = random.Random(0)
+        >>> sorted({PollPolicy().error_delay(2, rng) // 1 for _ in range(100)})  # 2 s to 4 s
+        [2.0, 3.0]
+        """
         ceiling = min(self.max_error_backoff, self.error_backoff * 2 ** max(streak - 1, 0))
         return rng.uniform(ceiling / 2, ceiling)
 

@@ -602,6 +602,26 @@ async def test_watcher_auth_error_fails_current_tasks_but_keeps_running(
         assert task.status is TaskStatus.SUCCESS
 
 
+async def test_watcher_cancelled_waiter_leaves_the_watch_running(
+    server: FakeAnyFast, fast_client: AnyFast
+) -> None:
+    """A waiter that gives up (a request's own time limit) stops waiting, not the watch: a
+    later waiter gets the outcome, and the task was polled by one watch throughout."""
+    server.add_task("a", stages=slow_stages(repeat=3))
+    async with fast_client.watcher(poll=FAST) as watcher:
+        handle = watcher.add("a")
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the waiter is cancelled at its first checkpoint
+            await handle.wait()
+        assert scope.cancelled_caught
+        assert not handle.done()
+        assert "a" in watcher
+        task = await watcher.add("a").wait()
+        assert handle.result() is task
+    assert task.status is TaskStatus.SUCCESS
+    assert server.polls("a") == 13  # 4 stages seen 3 times, then SUCCESS: one watch
+
+
 async def test_watcher_must_be_running(fast_client: AnyFast) -> None:
     """add() before entering the watcher is a clear error."""
     watcher = fast_client.watcher()

@@ -1,0 +1,176 @@
+"""A FastAPI app whose request handlers share one watcher, opened in the app's lifespan.
+
+    pip install anyfast-async fastapi uvicorn
+    python examples/webapp_fastapi.py --port 8000     # a fake AnyFast in the process
+    ANYFAST_API_KEY=sk-... python examples/webapp_fastapi.py --port 8000
+
+Then:
+
+    curl -X POST localhost:8000/videos -H 'content-type: application/json' \\
+         -d '{"prompt": "A cat running on grass"}'
+    curl localhost:8000/videos/asyntask_...            # the state now
+    curl 'localhost:8000/videos/asyntask_...?wait=25'  # wait up to 25 s for the outcome
+    curl localhost:8000/stats                          # the watcher's counters
+
+Without ANYFAST_API_KEY the app starts a FakeAnyFast server in its lifespan and polls it fast;
+prompts containing "moderation" fail there, to show how a failure looks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated, Any, TypedDict
+
+import anyio
+import msgspec
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from anyfast_async import (
+    AnyFast,
+    AnyFastError,
+    APIStatusError,
+    PollPolicy,
+    TaskFailedError,
+    TaskHandle,
+    TaskNotFoundError,
+    WaitTimeoutError,
+    Watcher,
+)
+from anyfast_async.testing import FakeAnyFast, Stage
+
+
+class State(TypedDict):
+    """What the lifespan hands to every request, as ``request.state``."""
+
+    client: AnyFast
+    watcher: Watcher
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+    # Everything entered here is closed, in reverse order, when the server shuts down: the
+    # watcher stops polling (requests still waiting get a RuntimeError), then the client's
+    # connections close.
+    async with AsyncExitStack() as stack:
+        if os.environ.get("ANYFAST_API_KEY"):
+            client = await stack.enter_async_context(AnyFast())
+            poll = None  # the default cadence: 15 s while running, 15-30 s while queued
+        else:
+            server = await stack.enter_async_context(FakeAnyFast(advance="time"))
+            server.create_stages = demo_stages
+            client = await stack.enter_async_context(
+                AnyFast(server.api_key, base_url=server.base_url)
+            )
+            poll = PollPolicy.fixed(0.1)
+        watcher = await stack.enter_async_context(
+            client.watcher(concurrency=64, timeout=600, poll=poll)
+        )
+        yield {"client": client, "watcher": watcher}
+    print(f"closed; final counters: {watcher.statistics()}", flush=True)
+
+
+def demo_stages(body: dict[str, Any]) -> list[Stage]:
+    """The fake server's script for a created task: about a second, then success or failure."""
+    if "moderation" in str(body.get("prompt", "")):
+        return FakeAnyFast.failure_stages("content moderation", seconds=0.3)
+    return FakeAnyFast.default_success_stages(seconds=0.3)
+
+
+app = FastAPI(title="videos", lifespan=lifespan)
+
+
+def get_client(request: Request) -> AnyFast:
+    client: AnyFast = request.state.client
+    return client
+
+
+def get_watcher(request: Request) -> Watcher:
+    watcher: Watcher = request.state.watcher
+    return watcher
+
+
+Client = Annotated[AnyFast, Depends(get_client)]
+SharedWatcher = Annotated[Watcher, Depends(get_watcher)]
+
+
+class NewVideo(BaseModel):
+    prompt: str
+    duration: int | None = None
+
+
+@app.post("/videos", status_code=202)
+async def create_video(new: NewVideo, client: Client, watcher: SharedWatcher) -> dict[str, Any]:
+    try:
+        created = await client.create_text_to_video(new.prompt, duration=new.duration)
+    except (TypeError, ValueError) as exc:  # refused before anything was sent
+        raise HTTPException(422, str(exc)) from None
+    except AnyFastError as exc:
+        raise HTTPException(502, f"AnyFast: {exc}") from None
+    watcher.add(created.task_id)  # polling starts now, whoever asks for it later
+    return {"task_id": created.task_id}
+
+
+@app.get("/videos/{task_id}")
+async def get_video(
+    task_id: str,
+    watcher: SharedWatcher,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+) -> dict[str, Any]:
+    # Adding a task that is already watched shares its watch: a thousand clients asking about
+    # one task make one poll at a time, not a thousand.
+    try:
+        handle = watcher.add(task_id)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
+        await handle.wait()  # an error that ends the watch is described below
+    return describe(handle)
+
+
+def describe(handle: TaskHandle) -> dict[str, Any]:
+    """The task as JSON: its status, and the outcome once the watch has ended."""
+    task = handle.latest
+    answer: dict[str, Any] = {
+        "task_id": handle.task_id,
+        "status": task.status.value if task else "SUBMITTED",
+        "progress": task.progress if task else 0,
+    }
+    if not handle.done():
+        return answer
+    try:
+        answer["result_url"] = handle.result().result_url
+    except TaskFailedError as exc:
+        answer["error"] = exc.reason
+    except TaskNotFoundError:
+        raise HTTPException(404, f"no task {handle.task_id!r}") from None
+    except WaitTimeoutError:
+        raise HTTPException(504, "the task did not finish before its deadline") from None
+    except APIStatusError as exc:
+        raise HTTPException(502, f"AnyFast: {exc} (request id {exc.request_id})") from None
+    except AnyFastError as exc:
+        raise HTTPException(502, f"AnyFast: {exc}") from None
+    return answer
+
+
+@app.get("/stats")
+async def stats(watcher: SharedWatcher) -> dict[str, Any]:
+    return msgspec.structs.asdict(watcher.statistics())
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
