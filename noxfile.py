@@ -71,7 +71,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, the tests and the examples."""
     session.install("-e", ".[dev]", *EXAMPLE_DEPS)
     session.run("mypy", "--strict", "-p", PACKAGE)
-    session.run("mypy", "--strict", "tests", "examples")
+    session.run("mypy", "--strict", "tests", "examples", "scripts")
 
 
 @nox.session
@@ -95,12 +95,12 @@ def examples(session: nox.Session) -> None:
     session.run("anyfast", "demo", "--tasks", "8", env=env)
 
 
-@contextlib.contextmanager
-def redis_server(session: nox.Session) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port, without persistence; yields its URL."""
-    if shutil.which("redis-server") is None:
+def debian_program(session: nox.Session, program: str, package: str) -> str:
+    """The path of ``program``, installing Debian's ``package`` first when it is missing."""
+    found = shutil.which(program)
+    if found is None:
         if shutil.which("apt-get") is None or os.geteuid() != 0:
-            session.error("the worker example needs redis-server: apt-get install redis-server")
+            session.error(f"{program} is needed: apt-get install {package}")
         session.run("apt-get", "update", "-qq", external=True)
         session.run(
             "apt-get",
@@ -108,11 +108,20 @@ def redis_server(session: nox.Session) -> Iterator[str]:
             "-y",
             "-qq",
             "--no-install-recommends",
-            "redis-server",
+            package,
             external=True,
             env={"DEBIAN_FRONTEND": "noninteractive"},
         )
-    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+        found = shutil.which(program)
+        if found is None:
+            session.error(f"{package} was installed but {program} is not on the PATH")
+    return found
+
+
+@contextlib.contextmanager
+def redis_server(session: nox.Session) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, without persistence; yields its URL."""
+    executable = debian_program(session, "redis-server", "redis-server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -171,11 +180,27 @@ def bench(session: nox.Session) -> None:
     )
 
 
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site in strict mode: a warning (a broken link, a docstring that
-    names a parameter the signature lacks) fails the build. Output in site/."""
-    session.install("-e", ".", "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    """Build the documentation site in strict mode: a warning (a broken link or anchor, a
+    docstring that names a parameter the signature lacks) fails the build. Output in site/."""
+    session.install("-e", ".", *DOCS_DEPS)
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
+
+
+@nox.session
+def screenshots(session: nox.Session) -> None:
+    """Build the site, open the overview and the fan-out page in headless Chromium (installed
+    from Debian's packages when missing), check the rendered pages and save screenshots to
+    site-screenshots/."""
+    debian_program(session, "chromium", "chromium")
+    session.install("-e", ".", *DOCS_DEPS)
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+    session.run("python", "scripts/screenshot_docs.py", "site", "site-screenshots")
