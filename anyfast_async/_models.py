@@ -142,7 +142,21 @@ def _timestamp(value: float | None) -> datetime | None:
 
 
 class DashScopeOutput(msgspec.Struct, frozen=True, kw_only=True):
-    """``data.data.output`` of an Alibaba DashScope task (HappyHorse, Wan)."""
+    """``data.data.output`` of an Alibaba DashScope task (HappyHorse, Wan).
+
+    Attributes:
+        task_id: DashScope's own task id (not the platform's ``asyntask_...``).
+        task_status: The upstream status (``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``,
+            ...); informative only: decide from :attr:`Task.status`.
+        video_url: The upstream video URL, once succeeded.
+        orig_prompt: The prompt as the model received it.
+        submit_time: When DashScope received the task: ``"YYYY-MM-DD HH:MM:SS.mmm"``, with
+            no zone (it appears to be UTC+8); prefer :attr:`Task.submitted_at`.
+        scheduled_time: When it started, likewise.
+        end_time: When it ended, likewise.
+        code: DashScope's error code, on failure.
+        message: DashScope's error message, on failure.
+    """
 
     task_id: str | None = None
     task_status: str | None = None
@@ -156,7 +170,17 @@ class DashScopeOutput(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DashScopeUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """``data.data.usage`` of a DashScope task; present once the task succeeded."""
+    """``data.data.usage`` of a DashScope task; present once the task succeeded.
+
+    Attributes:
+        sr: The resolution tier actually produced: ``720`` or ``1080`` (``SR`` in the
+            payload).
+        duration: Billed seconds.
+        input_video_duration: Seconds of input video (video edit).
+        output_video_duration: Seconds of video produced.
+        ratio: The aspect ratio produced, e.g. ``"16:9"``.
+        video_count: Videos produced.
+    """
 
     sr: int | None = msgspec.field(default=None, name="SR")
     duration: float | None = None
@@ -167,7 +191,16 @@ class DashScopeUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DashScopePayload(msgspec.Struct, frozen=True, kw_only=True):
-    """The raw upstream payload of a DashScope task (``data.data``), typed."""
+    """The raw upstream payload of a DashScope task (``data.data``), typed.
+
+    Read it through :attr:`Task.dashscope`, which is ``None`` when the payload has another
+    shape.
+
+    Attributes:
+        output: The task's output and upstream status.
+        usage: What was billed, once succeeded.
+        request_id: DashScope's request id.
+    """
 
     output: DashScopeOutput | None = None
     usage: DashScopeUsage | None = None
@@ -175,13 +208,23 @@ class DashScopePayload(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SeedanceContent(msgspec.Struct, frozen=True, kw_only=True):
-    """``data.data.content`` of a Seedance task."""
+    """``data.data.content`` of a Seedance task.
+
+    Attributes:
+        video_url: The upstream video URL, once succeeded.
+    """
 
     video_url: str | None = None
 
 
 class SeedanceUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """``data.data.usage`` of a Seedance task (token counts, the billing unit)."""
+    """``data.data.usage`` of a Seedance task (token counts, the billing unit).
+
+    Attributes:
+        completion_tokens: Tokens of the generation.
+        total_tokens: All tokens billed.
+        super_resolution_tokens: Tokens of the super-resolution pass, if any.
+    """
 
     completion_tokens: int | None = None
     total_tokens: int | None = None
@@ -189,7 +232,30 @@ class SeedanceUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SeedancePayload(msgspec.Struct, frozen=True, kw_only=True):
-    """The raw upstream payload of a ByteDance Seedance task (``data.data``), typed."""
+    """The raw upstream payload of a ByteDance Seedance task (``data.data``), typed.
+
+    Read it through :attr:`Task.seedance`, which is ``None`` when the payload has another
+    shape. Every field is as Seedance sent it.
+
+    Attributes:
+        id: Seedance's own task id (``cgt-...``).
+        model: The model version, e.g. ``doubao-seedance-2-0-260128``.
+        status: The upstream status, lower-case (``succeeded``, ...); informative only.
+        content: The output, once succeeded.
+        usage: The tokens billed.
+        duration: Seconds of video.
+        ratio: The aspect ratio, e.g. ``"16:9"``.
+        resolution: The resolution rendered upstream (for a super-resolution task, the lower
+            one).
+        super_resolution: For a super-resolution task, the final resolution.
+        framespersecond: Frames per second.
+        generate_audio: Whether audio was generated.
+        draft: Whether this was a draft generation.
+        seed: The seed used.
+        service_tier: The service tier.
+        created_at: Unix seconds.
+        updated_at: Unix seconds.
+    """
 
     id: str | None = None
     model: str | None = None
@@ -218,6 +284,16 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Only ``status`` is required from the server; every other field may be missing. Decide what
     to do from :attr:`status` (or :attr:`is_terminal`), never from the raw upstream
     :attr:`data`.
+
+    ``get_task()``, ``wait()`` and the watches return it; it is a msgspec ``Struct``, so a
+    stored ``data`` object can be decoded again:
+
+    >>> import msgspec
+    >>> task = msgspec.json.decode(
+    ...     b'{"task_id": "asyntask_1", "status": "IN_PROGRESS", "progress": "50%"}', type=Task
+    ... )
+    >>> task.status, task.progress, task.is_terminal, task.result_url
+    (<TaskStatus.IN_PROGRESS: 'IN_PROGRESS'>, 50, False, None)
 
     Attributes:
         raw_status: The status string exactly as sent.
