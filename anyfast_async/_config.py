@@ -224,9 +224,10 @@ class PollPolicy:
         Raises:
             ValueError: ``seconds`` is not > 0.
 
-        >>> policy = PollPolicy.fixed(2)
-        >>> policy.interval, policy.waiting_interval, policy.jitter
-        (2.0, 2.0, 0.0)
+        Examples:
+            >>> policy = PollPolicy.fixed(2)
+            >>> policy.interval, policy.waiting_interval, policy.jitter
+            (2.0, 2.0, 0.0)
         """
         seconds = float(seconds)
         if not seconds > 0:
@@ -251,15 +252,16 @@ class PollPolicy:
             same_polls: How many polls in a row found it in that status (1 for the first).
             rng: The source of the jitter.
 
-        A waiting task's interval ramps up; a running one's stays at ``interval``:
+        Examples:
+            A waiting task's interval ramps up; a running one's stays at ``interval``:
 
-        >>> import random
-        >>> from anyfast_async import TaskStatus
-        >>> policy, rng = PollPolicy(jitter=0), random.Random(0)
-        >>> [policy.next_delay(TaskStatus.QUEUED, n, rng) for n in (1, 2, 3, 9)]
-        [15.0, 18.75, 23.4375, 30.0]
-        >>> policy.next_delay(TaskStatus.IN_PROGRESS, 9, rng)
-        15.0
+            >>> import random
+            >>> from anyfast_async import TaskStatus
+            >>> policy, rng = PollPolicy(jitter=0), random.Random(0)
+            >>> [policy.next_delay(TaskStatus.QUEUED, n, rng) for n in (1, 2, 3, 9)]
+            [15.0, 18.75, 23.4375, 30.0]
+            >>> policy.next_delay(TaskStatus.IN_PROGRESS, 9, rng)
+            15.0
         """
         if status.value in _WAITING:
             delay = min(
@@ -282,10 +284,11 @@ class PollPolicy:
             streak: Failed polls in a row (1 for the first).
             rng: The source of the jitter.
 
-        >>> import random
-        >>> rng = random.Random(0)
-        >>> sorted({PollPolicy().error_delay(2, rng) // 1 for _ in range(100)})  # 2 s to 4 s
-        [2.0, 3.0]
+        Examples:
+            >>> import random
+            >>> rng = random.Random(0)
+            >>> sorted({PollPolicy().error_delay(2, rng) // 1 for _ in range(100)})  # 2 s to 4 s
+            [2.0, 3.0]
         """
         ceiling = min(self.max_error_backoff, self.error_backoff * 2 ** max(streak - 1, 0))
         return rng.uniform(ceiling / 2, ceiling)
