@@ -95,8 +95,9 @@ def examples(session: nox.Session) -> None:
     session.run("anyfast", "demo", "--tasks", "8", env=env)
 
 
-def debian_program(session: nox.Session, program: str, package: str) -> str:
-    """The path of ``program``, installing Debian's ``package`` first when it is missing."""
+def debian_program(session: nox.Session, program: str, package: str, *extra: str) -> str:
+    """The path of ``program``, installing Debian's ``package`` (and ``extra`` packages) first
+    when it is missing."""
     found = shutil.which(program)
     if found is None:
         if shutil.which("apt-get") is None or os.geteuid() != 0:
@@ -109,6 +110,7 @@ def debian_program(session: nox.Session, program: str, package: str) -> str:
             "-qq",
             "--no-install-recommends",
             package,
+            *extra,
             external=True,
             env={"DEBIAN_FRONTEND": "noninteractive"},
         )
@@ -198,7 +200,7 @@ def screenshots(session: nox.Session) -> None:
     """Build the site, open the overview and the fan-out page in headless Chromium (installed
     from Debian's packages when missing), check the rendered pages and save screenshots to
     site-screenshots/."""
-    debian_program(session, "chromium", "chromium")
+    debian_program(session, "chromium", "chromium", "fonts-liberation")
     session.install("-e", ".", *DOCS_DEPS)
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
