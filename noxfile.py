@@ -76,11 +76,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example on the fake server: scripts run to completion, the web apps are started
-    as real servers and requested over HTTP, the worker example runs two worker processes on a
+    """Run every example on the fake server: scripts run to completion, test modules under
+    pytest, the web apps are started as real servers and requested over HTTP, the worker example runs two worker processes on a
     Redis queue (redis-server is installed from Debian's packages when missing). Then the
     README's first command."""
-    session.install("-e", ".[cli]", *EXAMPLE_DEPS)
+    session.install("-e", ".[cli]", "pytest", *EXAMPLE_DEPS)
     env = {"ANYFAST_API_KEY": "", "ANYFAST_BASE_URL": ""}
     with redis_server(session) as redis_url:
         env["REDIS_URL"] = redis_url
@@ -90,6 +90,8 @@ def examples(session: nox.Session) -> None:
             session.log(f"running {script}")
             if script.name.startswith("webapp_"):
                 session.run("python", "examples/_webapp_check.py", str(script), env=env)
+            elif script.name.startswith("test_"):
+                session.run("pytest", "-p", "no:cacheprovider", str(script), env=env)
             else:
                 session.run("python", str(script), env=env)
     session.run("anyfast", "demo", "--tasks", "8", env=env)
