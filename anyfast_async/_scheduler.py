@@ -361,7 +361,9 @@ class Scheduler:
         status = task.status
         progress = task.progress
         previous = entry.status
-        entry.errors = 0
+        if entry.errors:  # a streak of failed polls ends: its error is no longer the news
+            entry.errors = 0
+            entry.last_error = None
         entry.task = task
         if status is not previous:
             self._by_status[_UNSEEN if previous is None else previous.value] -= 1

@@ -420,6 +420,21 @@ async def test_transient_errors_exhaust_into_timeout(server: FakeAnyFast) -> Non
         assert isinstance(outcome.__cause__, AnyFastError)
 
 
+async def test_timeout_cause_is_only_an_error_that_was_still_going_on(
+    server: FakeAnyFast,
+) -> None:
+    """An error followed by good answers is not the cause of a later timeout."""
+    server.add_task("recovered", stages=[Stage(status="QUEUED")])
+    server.inject(Fault.server_error(500), task_id="recovered")
+    async with AnyFast(server.api_key, base_url=server.base_url) as client:
+        with pytest.raises(WaitTimeoutError) as info:
+            await client.wait("recovered", timeout=0.2, poll=FAST)
+    assert server.faults_served == 1
+    assert server.polls("recovered") > 3
+    assert info.value.__cause__ is None
+    assert info.value.last_task is not None
+
+
 async def test_connection_refused_is_transient(fast_client: AnyFast) -> None:
     """Nothing listening: polling goes on until the deadline, then WaitTimeoutError."""
     import socket
