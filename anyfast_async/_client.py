@@ -335,8 +335,11 @@ class AnyFast:
         Raises:
             BadRequestError: the server refused the body.
             AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError: HTTP 429, and the retries ran out.
+            ServerError: HTTP 5xx: at once, or for a 503 once the retries ran out.
             APIConnectionError, APITimeoutError: no answer (see above).
             ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         self._check_open()
         body = msgspec.json.encode(request.body())
@@ -407,7 +410,13 @@ class AnyFast:
         Raises:
             ValueError, TypeError: an argument outside the documented limits (nothing is
                 sent).
-            And what :meth:`create` raises.
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError, ServerError: throttled or failed (see :meth:`create` for when a
+                create call is retried).
+            APIConnectionError: no answer; ``error.sent`` says whether the task may exist.
+            ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         return await self.create(
             TextToVideo(
@@ -450,7 +459,13 @@ class AnyFast:
         Raises:
             ValueError, TypeError: an argument outside the documented limits (nothing is
                 sent).
-            And what :meth:`create` raises.
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError, ServerError: throttled or failed (see :meth:`create` for when a
+                create call is retried).
+            APIConnectionError: no answer; ``error.sent`` says whether the task may exist.
+            ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         return await self.create(
             ImageToVideo(
@@ -497,7 +512,13 @@ class AnyFast:
         Raises:
             ValueError, TypeError: an argument outside the documented limits (nothing is
                 sent).
-            And what :meth:`create` raises.
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError, ServerError: throttled or failed (see :meth:`create` for when a
+                create call is retried).
+            APIConnectionError: no answer; ``error.sent`` says whether the task may exist.
+            ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         return await self.create(
             ReferenceToVideo(
@@ -540,7 +561,13 @@ class AnyFast:
         Raises:
             ValueError, TypeError: an argument outside the documented limits (nothing is
                 sent).
-            And what :meth:`create` raises.
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError, ServerError: throttled or failed (see :meth:`create` for when a
+                create call is retried).
+            APIConnectionError: no answer; ``error.sent`` says whether the task may exist.
+            ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         return await self.create(
             VideoEdit(
@@ -571,7 +598,12 @@ class AnyFast:
         Raises:
             ValueError: ``model`` is empty.
             TypeError: ``body`` is not a mapping.
-            And what :meth:`create` raises.
+            BadRequestError: the server refused the body.
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            RateLimitError, ServerError: throttled or failed (see :meth:`create`).
+            APIConnectionError: no answer; ``error.sent`` says whether the task may exist.
+            ResponseDecodeError: the answer holds no task id.
+            RuntimeError: the client is not open.
         """
         return await self.create(RawCreate(model, body))
 
@@ -601,11 +633,21 @@ class AnyFast:
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
 
+        An exception raised by ``on_created`` propagates (the task exists: its id is in the
+        ``CreatedTask``).
+
         Raises:
             TaskFailedError: the task ended in FAILURE.
             WaitTimeoutError: the deadline passed.
-            And what :meth:`create` and :meth:`wait` raise. An exception raised by
-            ``on_created`` propagates (the task exists: its id is in the ``CreatedTask``).
+            BadRequestError, RateLimitError, ServerError, APIConnectionError: the create call
+                failed (see :meth:`create`).
+            TaskNotFoundError: the task does not exist (after a short grace period).
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            BadRequestError: the server refused the query for another reason.
+            ResponseDecodeError: an answer could not be read as a task.
+            ValueError, TypeError: an argument of the request is out of bounds, ``timeout``
+                is not > 0, or both ``poll`` and ``poll_interval`` are given.
+            RuntimeError: the client is not open, or was closed during the wait.
         """
         created = await self.create(request)
         if on_created is not None:
@@ -641,7 +683,16 @@ class AnyFast:
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
 
         Raises:
-            And what :meth:`create` and :meth:`watch` raise.
+            WaitTimeoutError: the deadline passed.
+            BadRequestError, RateLimitError, ServerError, APIConnectionError: the create call
+                failed (see :meth:`create`).
+            TaskNotFoundError: the task does not exist (after a short grace period).
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            BadRequestError: the server refused the query for another reason.
+            ResponseDecodeError: an answer could not be read as a task.
+            ValueError, TypeError: an argument of the request is out of bounds, ``timeout``
+                is not > 0, or both ``poll`` and ``poll_interval`` are given.
+            RuntimeError: the client is not open, or was closed during the wait.
         """
         created = await self.create(request)
         yield created
@@ -775,8 +826,12 @@ class AnyFast:
             WaitTimeoutError: the deadline passed (carries the last task seen).
             TaskNotFoundError: the task does not exist (after a short grace period).
             AuthenticationError, PermissionDeniedError: the key was refused.
+            BadRequestError: the server refused the query for another reason.
             ResponseDecodeError: an answer could not be read as a task.
-            ValueError: ``task_id`` is empty, or both ``poll`` and ``poll_interval`` given.
+            TypeError: ``task_id`` is not a string.
+            ValueError: ``task_id`` is empty, ``timeout`` or ``poll_interval`` is not > 0, or
+                both ``poll`` and ``poll_interval`` are given.
+            RuntimeError: the client is not open, or was closed during the watch.
 
         Breaking out of the loop, closing the stream (``async with client.watch(...) as
         updates:``) or cancelling the surrounding task stops polling at once.
@@ -822,7 +877,13 @@ class AnyFast:
         Raises:
             TaskFailedError: the task ended in FAILURE (``.task``, ``.reason``).
             WaitTimeoutError: the deadline passed (``.last_task``).
-            And the errors :meth:`watch` raises.
+            TaskNotFoundError: the task does not exist (after a short grace period).
+            AuthenticationError, PermissionDeniedError: the key was refused.
+            BadRequestError: the server refused the query for another reason.
+            ResponseDecodeError: an answer could not be read as a task.
+            ValueError: ``task_id`` is empty, ``timeout`` is not > 0, or both ``poll`` and
+                ``poll_interval`` are given.
+            RuntimeError: the client is not open, or was closed during the wait.
         """
         last = None
         async with self.watch(
@@ -871,7 +932,10 @@ class AnyFast:
         Raises:
             AuthenticationError, PermissionDeniedError: the key was refused; no task can
                 succeed, so everything stops.
-            ValueError: an id is empty (before anything is sent).
+            TypeError: an id is not a string.
+            ValueError: an id is empty, ``concurrency`` < 1, or ``timeout`` or
+                ``poll_interval`` is not > 0 (before anything is sent).
+            RuntimeError: the client is not open, or was closed during the watch.
         """
         from ._scheduler import UpdateStream
 
@@ -922,7 +986,10 @@ class AnyFast:
 
         Raises:
             AuthenticationError, PermissionDeniedError: the key was refused.
-            ValueError: an id is empty (before anything is sent).
+            TypeError: an id is not a string.
+            ValueError: an id is empty, ``concurrency`` < 1, or ``timeout`` or
+                ``poll_interval`` is not > 0 (before anything is sent).
+            RuntimeError: the client is not open, or was closed during the wait.
         """
         ids = list(dict.fromkeys(task_ids))
         outcomes: dict[str, Task | AnyFastError] = {}
@@ -979,9 +1046,24 @@ class AnyFast:
                 handle = watcher.add(task_id)          # from any coroutine
                 task = await handle.wait()
 
-        Args are those of :meth:`watch_many`; ``timeout`` is the default deadline of each
-        added task, counted from when it is added. An authentication error ends every task
-        being watched at that moment (their waiters get it), but the watcher keeps running.
+        An authentication error ends every task being watched at that moment (their waiters
+        get it), but the watcher keeps running.
+
+        Args:
+            concurrency: Most polls in flight at once, for all the tasks of the watcher
+                (capped at the connection pool size).
+            timeout: The default deadline of each added task, in seconds from its
+                :meth:`Watcher.add` (default 1800); ``None`` for none.
+            poll: When to poll, as for :meth:`watch`.
+            poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+
+        Returns:
+            A :class:`Watcher`, to enter with ``async with``.
+
+        Raises:
+            ValueError: ``concurrency`` < 1, ``timeout`` or ``poll_interval`` is not > 0, or
+                both ``poll`` and ``poll_interval`` are given.
+            RuntimeError: the client is not open.
         """
         from ._scheduler import Watcher
 

@@ -622,12 +622,20 @@ class TaskHandle:
     async def wait(self) -> Task:
         """Wait for the task to finish and return it.
 
+        Returns:
+            The final :class:`Task`, whose status is SUCCESS.
+
         Raises:
             TaskFailedError: the task ended in FAILURE.
             WaitTimeoutError: its deadline passed.
             TaskNotFoundError: the task does not exist (after the grace period).
-            AuthenticationError: the key was refused (ends every task of the watcher).
+            AuthenticationError, PermissionDeniedError: the key was refused (ends every task
+                of the watcher).
+            BadRequestError: the server refused the query for another reason.
+            ResponseDecodeError: an answer could not be read as a task.
             RuntimeError: the watcher was closed before the task finished.
+
+        Cancelling the waiting coroutine stops only this wait: the task stays watched.
         """
         entry = self._entry
         if not entry.done:
@@ -699,8 +707,9 @@ class Watcher:
                 ``None``: no deadline.
 
         Raises:
-            ValueError: the id is empty.
-            RuntimeError: the watcher is not running.
+            TypeError: the id is not a string.
+            ValueError: the id is empty, or ``timeout`` is not > 0.
+            RuntimeError: the watcher is not running (not entered yet, or closed).
         """
         if self._scheduler._runner is None:
             raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
@@ -709,7 +718,16 @@ class Watcher:
     def add_many(
         self, task_ids: Iterable[str], *, timeout: float | _Unset | None = UNSET
     ) -> list[TaskHandle]:
-        """:meth:`add` each id; returns the handles in the same order."""
+        """:meth:`add` each id; returns the handles in the same order.
+
+        Args:
+            task_ids: The tasks' ids.
+            timeout: As for :meth:`add`, for each of them.
+
+        Raises:
+            TypeError, ValueError, RuntimeError: as for :meth:`add`, for the first id that
+                fails (the ids before it are watched).
+        """
         return [self.add(task_id, timeout=timeout) for task_id in task_ids]
 
     def __len__(self) -> int:
@@ -724,6 +742,10 @@ class Watcher:
 
         Each call gives an independent stream. A stream that is not read holds back the
         watcher once ``buffer`` updates wait in it: read it, or close it.
+
+        Args:
+            buffer: How many updates may wait in the stream before the watcher waits for
+                its reader.
         """
         return UpdateStream(
             self._scheduler, buffer=buffer, owns_scheduler=False, raise_errors=False
