@@ -37,8 +37,11 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Stage
 
+Answer = dict[str, Any]
+
 CLIENT = web.AppKey("client", AnyFast)
 WATCHER = web.AppKey("watcher", Watcher)
+VIDEOS: web.AppKey[dict[str, Answer | None]] = web.AppKey("videos")  # your database
 
 
 async def anyfast_context(app: web.Application) -> AsyncIterator[None]:
@@ -55,6 +58,7 @@ async def anyfast_context(app: web.Application) -> AsyncIterator[None]:
             )
             poll = PollPolicy.fixed(0.1)
         app[CLIENT] = client
+        app[VIDEOS] = {}  # task id -> final answer, once known
         app[WATCHER] = await stack.enter_async_context(
             client.watcher(concurrency=64, timeout=600, poll=poll)
         )
@@ -85,6 +89,7 @@ async def create_video(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
     except AnyFastError as exc:
         raise web.HTTPBadGateway(text=f"AnyFast: {exc}") from None
+    request.app[VIDEOS][created.task_id] = None  # store the id before answering
     request.app[WATCHER].add(created.task_id)  # polling starts now, whoever asks later
     return web.json_response({"task_id": created.task_id}, status=202)
 
@@ -97,21 +102,32 @@ async def get_video(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(text="wait must be a number") from None
     if not 0 <= wait <= 60:
         raise web.HTTPUnprocessableEntity(text="wait must be between 0 and 60")
+    task_id, videos = request.match_info["task_id"], request.app[VIDEOS]
+    if task_id not in videos:  # only this app's videos: no polling for ids from anywhere
+        raise web.HTTPNotFound(text="no such video")
+    if (answer := videos[task_id]) is not None:
+        return web.json_response(answer)  # finished: from the store, no request to AnyFast
     # Adding a task that is already watched shares its watch: a thousand clients asking about
     # one task make one poll at a time, not a thousand.
-    handle = request.app[WATCHER].add(request.match_info["task_id"])
+    handle = request.app[WATCHER].add(task_id)
     with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
         await handle.wait()  # an error that ends the watch is described below
-    return web.json_response(describe(handle))
+    answer = describe(handle)
+    if handle.done():
+        videos[task_id] = answer
+    return web.json_response(answer)
 
 
-def describe(handle: TaskHandle) -> dict[str, Any]:
-    """The task as JSON: its status, and the outcome once the watch has ended."""
+def describe(handle: TaskHandle) -> Answer:
+    """The task as JSON: its status, and the outcome once the watch has ended.
+
+    A video that failed is an answer; an error that ended the watch is an HTTP error.
+    """
     task = handle.latest
-    answer: dict[str, Any] = {
+    answer: Answer = {
         "task_id": handle.task_id,
-        "status": task.status.value if task else "SUBMITTED",
-        "progress": task.progress if task else 0,
+        "status": task.status.value if task else None,  # None: not polled yet
+        "progress": task.progress if task else None,
     }
     if not handle.done():
         return answer

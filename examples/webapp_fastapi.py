@@ -44,12 +44,15 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Stage
 
+Answer = dict[str, Any]
+
 
 class State(TypedDict):
     """What the lifespan hands to every request, as ``request.state``."""
 
     client: AnyFast
     watcher: Watcher
+    videos: dict[str, Answer | None]  # task id -> final answer, once known: your database
 
 
 @asynccontextmanager
@@ -71,7 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         watcher = await stack.enter_async_context(
             client.watcher(concurrency=64, timeout=600, poll=poll)
         )
-        yield {"client": client, "watcher": watcher}
+        yield {"client": client, "watcher": watcher, "videos": {}}
     print(f"closed; final counters: {watcher.statistics()}", flush=True)
 
 
@@ -95,8 +98,14 @@ def get_watcher(request: Request) -> Watcher:
     return watcher
 
 
+def get_videos(request: Request) -> dict[str, Answer | None]:
+    videos: dict[str, Answer | None] = request.state.videos
+    return videos
+
+
 Client = Annotated[AnyFast, Depends(get_client)]
 SharedWatcher = Annotated[Watcher, Depends(get_watcher)]
+Videos = Annotated[dict[str, Answer | None], Depends(get_videos)]
 
 
 class NewVideo(BaseModel):
@@ -105,13 +114,16 @@ class NewVideo(BaseModel):
 
 
 @app.post("/videos", status_code=202)
-async def create_video(new: NewVideo, client: Client, watcher: SharedWatcher) -> dict[str, Any]:
+async def create_video(
+    new: NewVideo, client: Client, watcher: SharedWatcher, videos: Videos
+) -> dict[str, str]:
     try:
         created = await client.create_text_to_video(new.prompt, duration=new.duration)
     except (TypeError, ValueError) as exc:  # refused before anything was sent
         raise HTTPException(422, str(exc)) from None
     except AnyFastError as exc:
         raise HTTPException(502, f"AnyFast: {exc}") from None
+    videos[created.task_id] = None  # store the id before answering: the task exists now
     watcher.add(created.task_id)  # polling starts now, whoever asks for it later
     return {"task_id": created.task_id}
 
@@ -120,26 +132,34 @@ async def create_video(new: NewVideo, client: Client, watcher: SharedWatcher) ->
 async def get_video(
     task_id: str,
     watcher: SharedWatcher,
+    videos: Videos,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
-) -> dict[str, Any]:
+) -> Answer:
+    if task_id not in videos:  # only this app's videos: no polling for ids from anywhere
+        raise HTTPException(404, "no such video")
+    if (answer := videos[task_id]) is not None:
+        return answer  # finished: answered from the store, no request to AnyFast
     # Adding a task that is already watched shares its watch: a thousand clients asking about
     # one task make one poll at a time, not a thousand.
-    try:
-        handle = watcher.add(task_id)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    handle = watcher.add(task_id)
     with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
         await handle.wait()  # an error that ends the watch is described below
-    return describe(handle)
+    answer = describe(handle)
+    if handle.done():
+        videos[task_id] = answer
+    return answer
 
 
-def describe(handle: TaskHandle) -> dict[str, Any]:
-    """The task as JSON: its status, and the outcome once the watch has ended."""
+def describe(handle: TaskHandle) -> Answer:
+    """The task as JSON: its status, and the outcome once the watch has ended.
+
+    A video that failed is an answer; an error that ended the watch is an HTTP error.
+    """
     task = handle.latest
-    answer: dict[str, Any] = {
+    answer: Answer = {
         "task_id": handle.task_id,
-        "status": task.status.value if task else "SUBMITTED",
-        "progress": task.progress if task else 0,
+        "status": task.status.value if task else None,  # None: not polled yet
+        "progress": task.progress if task else None,
     }
     if not handle.done():
         return answer

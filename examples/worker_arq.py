@@ -85,7 +85,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def watch_task(ctx: dict[str, Any], task_id: str) -> Outcome:
-    """The job: watch one task until it ends, and report the outcome (never raise it)."""
+    """The job: watch one task until it ends, and report how it ended.
+
+    The task's end, success or not, is the job's result. The job fails only when it cannot
+    watch at all: an id that is not a string or is empty, or a watcher closing under it.
+    """
     watcher: Watcher = ctx["watcher"]
     outcome: Outcome = {"task_id": task_id, "worker": os.getpid()}
     try:
@@ -127,13 +131,22 @@ async def run_worker() -> None:
 # -- enqueueing ---------------------------------------------------------------------------------
 
 
+async def outcome_of(job: Job) -> Outcome:
+    """The job's result; a job that failed (or outlived the wait) is reported, not raised."""
+    try:
+        outcome: Outcome = await job.result(timeout=JOB_TIMEOUT + 60)
+    except Exception as exc:  # arq re-raises whatever the job raised
+        return {"job_id": job.job_id, "status": "JOB_FAILED", "error": repr(exc)}
+    return outcome
+
+
 async def enqueue(task_ids: list[str]) -> None:
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name=QUEUE)
     try:
         jobs = []
         for task_id in task_ids:  # an id already queued: wait for the result of its job
             jobs.append(await submit(redis, task_id) or Job(job_id(task_id), redis, QUEUE))
-        for result in asyncio.as_completed([job.result(timeout=JOB_TIMEOUT + 60) for job in jobs]):
+        for result in asyncio.as_completed([outcome_of(job) for job in jobs]):
             print(await result)
     finally:
         await redis.aclose()
