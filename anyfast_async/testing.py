@@ -219,7 +219,16 @@ class Fault:
         headers: Mapping[str, str] | None = None,
         delay: float = 0.0,
     ) -> Fault:
-        """``status`` with ``body`` (bytes/str verbatim, else JSON); default: OpenAI-style error."""
+        """An answer with ``status`` and ``body``.
+
+        Args:
+            status: The HTTP status.
+            body: bytes or str sent verbatim, anything else as JSON; ``None``: an
+                OpenAI-style error body.
+            content_type: The ``Content-Type`` header; ``None`` sends none.
+            headers: More headers.
+            delay: Seconds to wait before answering.
+        """
         if body is None:
             body = _openai_error(_status_line(status), "upstream_error")
         return cls(
@@ -232,7 +241,12 @@ class Fault:
 
     @classmethod
     def html(cls, status: int = 502, html: str | None = None) -> Fault:
-        """An HTML page (``text/html``), as a proxy or load balancer would send."""
+        """An HTML page (``text/html``), as a proxy or load balancer would send.
+
+        Args:
+            status: The HTTP status.
+            html: The page; default: nginx's page for that status.
+        """
         if html is None:
             title = _status_line(status)
             html = (
@@ -254,7 +268,11 @@ class Fault:
 
     @classmethod
     def truncated_json(cls, status: int = 200) -> Fault:
-        """A complete HTTP answer whose JSON body stops in the middle (syntactically broken)."""
+        """A complete HTTP answer whose JSON body stops in the middle (syntactically broken).
+
+        Args:
+            status: The HTTP status.
+        """
         full = go_json(_SAMPLE_SUCCESS)
         return cls(status=status, body=full[: len(full) // 2], content_type=JSON_CT)
 
@@ -264,7 +282,14 @@ class Fault:
         retry_after: str | float | None = None,
         shape: Literal["openai", "html", "empty"] = "openai",
     ) -> Fault:
-        """HTTP 429 with ``Retry-After`` if given (str verbatim; numbers as ``2`` or ``1.5``)."""
+        """HTTP 429, as a rate-limiting proxy or gateway answers.
+
+        Args:
+            retry_after: The ``Retry-After`` header, if any: a str verbatim (an HTTP date, or
+                junk), a number as ``2`` or ``1.5``.
+            shape: The body: ``"openai"`` (the gateway's JSON error), ``"html"`` (a proxy's
+                page) or ``"empty"``.
+        """
         headers: dict[str, str] = {}
         if retry_after is not None:
             if isinstance(retry_after, str):
@@ -287,7 +312,13 @@ class Fault:
     def server_error(
         cls, status: int = 500, code: str = "get_task_failed", message: str | None = None
     ) -> Fault:
-        """A handler error in the task envelope: ``{"code": code, "message", "data": null}``."""
+        """A handler error in the task envelope: ``{"code": code, "message", "data": null}``.
+
+        Args:
+            status: The HTTP status.
+            code: The envelope's ``code``.
+            message: The envelope's ``message``; default: ``code`` itself.
+        """
         return cls.http(status, _envelope_error(code, code if message is None else message))
 
     @classmethod
@@ -306,7 +337,13 @@ class Fault:
 
     @classmethod
     def envelope(cls, code: str = "some_error", message: str = "", status: int = 200) -> Fault:
-        """An envelope with a non-``success`` code (HTTP 200 by default)."""
+        """An envelope with a non-``success`` code (HTTP 200 by default).
+
+        Args:
+            code: The envelope's ``code``.
+            message: The envelope's ``message``.
+            status: The HTTP status.
+        """
         return cls.http(status, _envelope_error(code, message))
 
     @classmethod
@@ -330,7 +367,11 @@ class Fault:
 
     @classmethod
     def trickle_body(cls, seconds_per_piece: float = 0.05) -> Fault:
-        """The normal answer, its body sent 16 bytes at a time with pauses in between."""
+        """The normal answer, its body sent 16 bytes at a time with pauses in between.
+
+        Args:
+            seconds_per_piece: The pause before each piece.
+        """
         return cls(status=None, trickle=seconds_per_piece)
 
     @classmethod
@@ -338,7 +379,13 @@ class Fault:
         cls,
         kind: Literal["status_type", "array", "null_data", "no_data", "string"] = "status_type",
     ) -> Fault:
-        """HTTP 200 with valid JSON of the wrong shape (``status`` is a number by default)."""
+        """HTTP 200 with valid JSON of the wrong shape.
+
+        Args:
+            kind: ``"status_type"`` (``status`` is a number), ``"array"`` (a JSON array),
+                ``"null_data"`` (``data`` is null), ``"no_data"`` (no ``data``) or
+                ``"string"`` (a JSON string).
+        """
         bodies: dict[str, Any] = {
             "status_type": {"code": "success", "message": "", "data": {"status": 123}},
             "array": [1, 2],
@@ -366,10 +413,11 @@ class Fault:
 class RecordedRequest:
     """One request as the server saw it.
 
-    ``path`` is the raw request target (still percent-encoded), ``task_id`` the decoded id when the
-    path is a well-formed query path (else ``None``), ``headers`` the headers with the case they
-    were sent in, ``time`` the server clock at arrival, ``status`` the HTTP status answered
-    (0 when the connection was dropped) and ``body`` the request body (for a create call).
+    ``method`` is the HTTP method, ``path`` the raw request target (still percent-encoded),
+    ``task_id`` the decoded id when the path is a well-formed query path (else ``None``),
+    ``headers`` the headers with the case they were sent in, ``time`` the server clock at
+    arrival, ``status`` the HTTP status answered (0 when the connection was dropped) and
+    ``body`` the request body (for a create call).
     """
 
     method: str
@@ -827,14 +875,28 @@ class FakeAnyFast:
     def failure_stages(
         reason: str = "content moderation", *, polls: int = 1, seconds: float = 0.0
     ) -> list[Stage]:
-        """NOT_START 0% -> QUEUED 20% -> IN_PROGRESS 50% -> FAILURE 100% with ``fail_reason``."""
+        """NOT_START 0% -> QUEUED 20% -> IN_PROGRESS 50% -> FAILURE 100% with ``fail_reason``.
+
+        Args:
+            reason: The ``fail_reason`` of the last stage.
+            polls: How many answers each stage but the last lasts (``advance="poll"``).
+            seconds: How long each stage but the last lasts (``advance="time"``).
+        """
         failed = Stage(status="FAILURE", progress="100%", fail_reason=reason)
         return [*_early_stages(polls, seconds, 3), failed]
 
     def add_task(
         self, task_id: str | None = None, stages: Sequence[Stage] | None = None
     ) -> FakeTask:
-        """Add one task (default id ``asyntask_`` + 32 alphanumerics; default stages: success)."""
+        """Add one task and return it.
+
+        Args:
+            task_id: Its id; default: ``asyntask_`` and 32 random alphanumerics.
+            stages: Its lifecycle; default: :meth:`default_success_stages`.
+
+        Raises:
+            ValueError: ``task_id`` is empty.
+        """
         if task_id == "":
             raise ValueError("task_id must not be empty")
         return self._add([task_id or _random_task_ids(1)[0]], stages)[0]
@@ -858,7 +920,14 @@ class FakeAnyFast:
         return new
 
     def remove_task(self, task_id: str) -> None:
-        """Forget a task: later queries answer 400 ``task_not_exist``."""
+        """Forget a task: later queries answer 400 ``task_not_exist``.
+
+        Args:
+            task_id: The task's id.
+
+        Raises:
+            KeyError: no such task.
+        """
         del self._tasks[task_id]
 
     @property
@@ -900,7 +969,12 @@ class FakeAnyFast:
         self._rate_rules.clear()
 
     def set_key_state(self, state: KeyState) -> None:
-        """``"ok"``; ``"quota_exhausted"`` (401 with a quota message) or ``"forbidden"`` (403)."""
+        """How the server treats the right key from now on.
+
+        Args:
+            state: ``"ok"``; ``"quota_exhausted"`` (401 with a quota message, as the gateway
+                answers a key whose quota ran out) or ``"forbidden"`` (403).
+        """
         if state not in ("ok", "quota_exhausted", "forbidden"):
             raise ValueError(f"unknown key state {state!r}")
         self._key_state = state

@@ -19,6 +19,47 @@ def test_all_is_sorted_and_exact() -> None:
     assert len(anyfast_async.__all__) == len(set(anyfast_async.__all__))
 
 
+# Classes whose constructor is internal: users get instances from the library.
+_MADE_BY_THE_LIBRARY = {"TaskHandle", "Watcher", "UpdateStream", "FakeTask"}
+
+
+def _public_callables() -> list[tuple[str, object, str]]:
+    """(name, function, the docstring that documents its parameters) of the public API."""
+    found: list[tuple[str, object, str]] = []
+    for module in (anyfast_async, anyfast_async.testing):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isfunction(value):
+                found.append((name, value, inspect.getdoc(value) or ""))
+            if not inspect.isclass(value) or issubclass(value, BaseException):
+                continue
+            for attr, member in vars(value).items():
+                if attr.startswith("_") and attr != "__init__":
+                    continue
+                if attr == "__init__" and name in _MADE_BY_THE_LIBRARY:
+                    continue
+                function = getattr(member, "__func__", member)
+                if inspect.isfunction(function):
+                    # A constructor's arguments are documented on its class.
+                    doc = inspect.getdoc(value if attr == "__init__" else function) or ""
+                    found.append((f"{name}.{attr}", function, doc))
+    return found
+
+
+def test_every_public_parameter_is_documented() -> None:
+    """Each parameter of each public function, method and constructor is named in its
+    docstring (its Args section, or the class's for a constructor)."""
+    callables = _public_callables()
+    assert len(callables) > 70
+    undocumented = [
+        f"{name}({parameter})"
+        for name, function, doc in callables
+        for parameter in inspect.signature(function).parameters  # type: ignore[arg-type]
+        if parameter not in ("self", "cls", "args") and parameter not in doc
+    ]
+    assert undocumented == []
+
+
 def test_every_public_name_has_a_docstring() -> None:
     """Every exported class and function says what it does."""
     for module in (anyfast_async, anyfast_async.testing):
