@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ._decode import excerpt, loads_any, status_error
-from ._exceptions import ResponseDecodeError
+from ._decode import body_error, loads_any, status_error
 from ._models import _timestamp
 
 __all__ = [
@@ -308,11 +307,11 @@ def decode_created(
     """
     doc = loads_any(body)
     if not isinstance(doc, dict):
-        raise ResponseDecodeError(
+        raise body_error(
             "could not decode the create answer: not a JSON object",
+            body,
             status_code=status_code,
             request_id=request_id,
-            body=excerpt(body),
         )
     code = doc.get("code")
     if "error" in doc or (isinstance(code, str) and code not in ("", "success")):
@@ -321,12 +320,12 @@ def decode_created(
     data: dict[str, Any] = inner if isinstance(inner, dict) and code == "success" else doc
     task_id = data.get("task_id") or data.get("id")
     if not isinstance(task_id, str) or not task_id.strip():
-        raise ResponseDecodeError(
+        raise body_error(
             "the create answer has no task id ('task_id' or 'id')",
+            body,
             status_code=status_code,
-            path="$.task_id",
             request_id=request_id,
-            body=excerpt(body),
+            path="$.task_id",
         )
     created = data.get("created_at")
     model = data.get("model")

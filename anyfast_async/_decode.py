@@ -29,7 +29,14 @@ from ._exceptions import (
 )
 from ._models import Task
 
-__all__ = ["decode_task", "excerpt", "loads_any", "parse_retry_after", "status_error"]
+__all__ = [
+    "body_error",
+    "decode_task",
+    "excerpt",
+    "loads_any",
+    "parse_retry_after",
+    "status_error",
+]
 
 #: Characters of a body kept on an error.
 EXCERPT_CHARS: Final = 200
@@ -55,6 +62,20 @@ def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
     if len(text) > limit:
         return text[:limit] + "…"
     return text
+
+
+def body_error(
+    message: str,
+    body: bytes,
+    *,
+    status_code: int,
+    request_id: str | None,
+    path: str | None = None,
+) -> ResponseDecodeError:
+    """A :class:`ResponseDecodeError` for ``body``, carrying a short excerpt of it."""
+    return ResponseDecodeError(
+        message, status_code=status_code, path=path, request_id=request_id, body=excerpt(body)
+    )
 
 
 def loads_any(body: bytes) -> Any:
@@ -85,21 +106,21 @@ def decode_task(body: bytes, *, status_code: int = 200, request_id: str | None =
     if envelope.code == "success":
         if envelope.data is not None:
             return envelope.data
-        raise ResponseDecodeError(
+        raise body_error(
             "answer has code 'success' but no task in 'data'",
+            body,
             status_code=status_code,
-            path="$.data",
             request_id=request_id,
-            body=excerpt(body),
+            path="$.data",
         )
     doc = loads_any(body)
     if isinstance(doc, dict) and not doc.get("code") and "error" not in doc:
-        raise ResponseDecodeError(
+        raise body_error(
             "answer has no 'code': it is not a task-query envelope",
+            body,
             status_code=status_code,
-            path="$.code",
             request_id=request_id,
-            body=excerpt(body),
+            path="$.code",
         )
     raise status_error(status_code, body, request_id=request_id, parsed_doc=doc)
 
@@ -167,12 +188,12 @@ def _decode_error(
         what = "body is HTML, not JSON"
     else:
         what = f"body is not valid JSON ({text})"
-    return ResponseDecodeError(
+    return body_error(
         f"could not decode the task answer: {what}",
+        body,
         status_code=status_code,
-        path=path,
         request_id=request_id,
-        body=excerpt(body),
+        path=path,
     )
 
 
