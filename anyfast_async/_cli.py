@@ -33,6 +33,7 @@ from . import (
     WaitTimeoutError,
     __version__,
 )
+from ._models import terminal_outcome
 from .testing import FakeAnyFast, Fault, Stage
 
 __all__ = ["main"]
@@ -225,9 +226,7 @@ async def _watch(args: argparse.Namespace) -> int:
                 async for update in updates:
                     bars.show(update)
                     if update.is_terminal:
-                        outcome = update.error or update.task
-                        assert outcome is not None
-                        outcomes[update.task_id] = outcome
+                        outcomes[update.task_id] = terminal_outcome(update)
     return _exit_code(outcomes)
 
 
@@ -312,9 +311,7 @@ async def _demo(args: argparse.Namespace) -> int:
                         async for update in stream:
                             bars.show(update)
                             if update.is_terminal:
-                                outcome = update.error or update.task
-                                assert outcome is not None
-                                outcomes[update.task_id] = outcome
+                                outcomes[update.task_id] = terminal_outcome(update)
                                 if len(outcomes) == len(handles):
                                     break
                 stats = watcher.statistics()

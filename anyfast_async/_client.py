@@ -54,7 +54,7 @@ from ._create import (
 )
 from ._decode import decode_task, parse_retry_after, status_error
 from ._exceptions import AnyFastError, APIConnectionError, RateLimitError, ResponseDecodeError
-from ._models import Task, TaskUpdate
+from ._models import Task, TaskUpdate, terminal_outcome
 from ._retry import Pacer, Sleep, is_create_retryable, retrying
 from ._scheduler import _unwrap
 from ._transport import Response, Transport, default_user_agent
@@ -1021,9 +1021,7 @@ class AnyFast:
                 async for update in updates:
                     if not update.is_terminal:
                         continue
-                    outcome = update.error if update.error is not None else update.task
-                    assert outcome is not None
-                    outcomes[update.task_id] = outcome
+                    outcome = outcomes[update.task_id] = terminal_outcome(update)
                     if limiter is not None and isinstance(outcome, Task) and outcome.result_url:
                         downloads.start_soon(fetch, outcome)
         except BaseExceptionGroup as group:  # raise the error itself, as documented

@@ -503,3 +503,10 @@ class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
     by_status: dict[str, int]
     in_flight: int
     rate_cap: float | None
+
+
+def terminal_outcome(update: TaskUpdate) -> Task | AnyFastError:
+    """What a terminal update says its task ended with: the error, else the finished task."""
+    outcome = update.error if update.error is not None else update.task
+    assert outcome is not None  # a terminal update carries one or the other
+    return outcome
