@@ -203,14 +203,19 @@ def bench(session: nox.Session) -> None:
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 
 
-@nox.session
-def docs(session: nox.Session) -> None:
-    """Build the documentation site in strict mode: a warning (a broken link or anchor, a
-    docstring that names a parameter the signature lacks) fails the build. Output in site/."""
+def build_site(session: nox.Session) -> None:
+    """Install the site's tools and build it into site/, strictly: any warning fails."""
     session.install("-e", ".", *DOCS_DEPS)
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site in strict mode: a warning (a broken link or anchor, a
+    docstring that names a parameter the signature lacks) fails the build. Output in site/."""
+    build_site(session)
 
 
 @nox.session
@@ -219,8 +224,5 @@ def screenshots(session: nox.Session) -> None:
     from Debian's packages when missing), check the rendered pages and save screenshots to
     site-screenshots/."""
     debian_program(session, "chromium", "chromium", "fonts-liberation")
-    session.install("-e", ".", *DOCS_DEPS)
-    session.run(
-        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
-    )
+    build_site(session)
     session.run("python", "scripts/screenshot_docs.py", "site", "site-screenshots")

@@ -57,22 +57,22 @@ def run_chromium(args: list[str], profile: str) -> str:
     return done.stdout
 
 
-def png_colours(path: Path) -> int:
-    """How many distinct rows the PNG has: a blank or failed render has one or two."""
+def distinct_rows(path: Path) -> int:
+    """How many distinct (filtered) pixel rows the PNG has: a blank render has one or two."""
     data = path.read_bytes()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise SystemExit(f"{path} is not a PNG")
-    pos, idat, width = 8, b"", 0
+    pos, idat, height = 8, b"", 1
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
         if kind == b"IHDR":
-            width = struct.unpack(">I", data[pos + 8 : pos + 12])[0]
+            (height,) = struct.unpack(">I", data[pos + 12 : pos + 16])
         elif kind == b"IDAT":
             idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
-    stride = 1 + width * 4 if len(raw) % (1 + width * 4) == 0 else 1 + width * 3
+    stride = len(raw) // height  # each row: a filter byte, then the row's pixels
     return len({raw[i + 1 : i + stride] for i in range(0, len(raw), stride)})
 
 
@@ -101,7 +101,7 @@ def main() -> None:
             shot = out / f"{name}.png"
             with tempfile.TemporaryDirectory() as profile:
                 run_chromium([f"--screenshot={shot}", base + path], profile)
-            rows = png_colours(shot)
+            rows = distinct_rows(shot)
             print(f"{shot}: {shot.stat().st_size} bytes, {rows} distinct pixel rows")
             if rows < 50:
                 problems.append(f"{name}: the screenshot looks blank ({rows} distinct rows)")
