@@ -18,15 +18,7 @@ from ._config import (
     RetryPolicy,
     Throttle,
     Timeout,
-)
-from ._create import (
-    CreatedTask,
-    CreateRequest,
-    ImageToVideo,
-    RawCreate,
-    ReferenceToVideo,
-    TextToVideo,
-    VideoEdit,
+    UnsetType,
 )
 from ._exceptions import (
     AnyFastError,
@@ -45,6 +37,7 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._models import (
+    CreatedTask,
     DashScopeOutput,
     DashScopePayload,
     DashScopeUsage,
@@ -53,11 +46,18 @@ from ._models import (
     SeedanceUsage,
     Task,
     TaskStatus,
-    TaskUpdate,
-    WatcherStatistics,
 )
-from ._scheduler import TaskHandle, UpdateStream, Watcher
+from ._requests import (
+    CreateRequest,
+    ImageToVideo,
+    RawCreate,
+    ReferenceToVideo,
+    TextToVideo,
+    VideoEdit,
+)
+from ._updates import Outcomes, TaskUpdate, WatcherStatistics
 from ._version import __version__
+from ._watch import CreateAndWatchStream, TaskHandle, UpdateStream, Watcher
 
 __all__ = [
     "CHINA_BASE_URL",
@@ -70,6 +70,7 @@ __all__ = [
     "AnyFastError",
     "AuthenticationError",
     "BadRequestError",
+    "CreateAndWatchStream",
     "CreateRequest",
     "CreatedTask",
     "DashScopeOutput",
@@ -78,6 +79,7 @@ __all__ = [
     "ImageToVideo",
     "InsecureBaseURLWarning",
     "Limits",
+    "Outcomes",
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
@@ -99,6 +101,7 @@ __all__ = [
     "TextToVideo",
     "Throttle",
     "Timeout",
+    "UnsetType",
     "UpdateStream",
     "VideoEdit",
     "WaitTimeoutError",

@@ -33,7 +33,6 @@ from . import (
     WaitTimeoutError,
     __version__,
 )
-from ._models import terminal_outcome
 from .testing import FakeAnyFast, Fault, Stage
 
 __all__ = ["main"]
@@ -226,7 +225,7 @@ async def _watch(args: argparse.Namespace) -> int:
                 async for update in updates:
                     bars.show(update)
                     if update.is_terminal:
-                        outcomes[update.task_id] = terminal_outcome(update)
+                        outcomes[update.task_id] = update.outcome()
     return _exit_code(outcomes)
 
 
@@ -239,16 +238,7 @@ async def _wait(args: argparse.Namespace) -> int:
             poll=_poll(args),
             download_to=args.download,
         )
-    files: dict[str, Path] = {}
-    if args.download:
-        for task_id, outcome in outcomes.items():
-            if isinstance(outcome, Task) and outcome.result_url:
-                from ._download import result_path
-
-                files[task_id] = result_path(
-                    task_id, outcome.result_url, args.download, folder=True
-                )
-    _summary(outcomes, files)
+    _summary(outcomes, outcomes.files)
     return _exit_code(outcomes)
 
 
@@ -311,7 +301,7 @@ async def _demo(args: argparse.Namespace) -> int:
                         async for update in stream:
                             bars.show(update)
                             if update.is_terminal:
-                                outcomes[update.task_id] = terminal_outcome(update)
+                                outcomes[update.task_id] = update.outcome()
                                 if len(outcomes) == len(handles):
                                     break
                 stats = watcher.statistics()
@@ -449,13 +439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnyFastError as exc:
         print(f"anyfast: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_API
-    except (ValueError, OSError) as exc:
-        print(f"anyfast: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:
-        # The reader went away (`anyfast watch ... | head`): stop quietly.
+        # The reader went away (`anyfast watch ... | head`): stop quietly. (Before OSError,
+        # which it is a kind of.)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    except (ValueError, OSError) as exc:
+        print(f"anyfast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

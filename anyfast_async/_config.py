@@ -13,11 +13,10 @@ import os
 import random
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from ._models import TaskStatus
+from ._models import TaskStatus
 
 __all__ = [
     "CHINA_BASE_URL",
@@ -38,6 +37,7 @@ __all__ = [
     "RetryPolicy",
     "Throttle",
     "Timeout",
+    "UnsetType",
 ]
 
 ENV_API_KEY: Final = "ANYFAST_API_KEY"
@@ -53,7 +53,9 @@ CHINA_BASE_URL: Final = "https://www.anyfast.com.cn"
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 
-class _Unset(enum.Enum):
+class UnsetType(enum.Enum):
+    """The type of :data:`UNSET`, for annotations: ``timeout: float | UnsetType | None``."""
+
     UNSET = enum.auto()
 
     def __repr__(self) -> str:
@@ -61,7 +63,7 @@ class _Unset(enum.Enum):
 
 
 #: Sentinel for "argument omitted: use the client's default", as distinct from ``None``.
-UNSET: Final = _Unset.UNSET
+UNSET: Final = UnsetType.UNSET
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,8 +126,8 @@ class RetryPolicy:
 
         wait = uniform(0, min(max_backoff, initial_backoff * 2 ** (n - 1)))
 
-    When the answer carries ``Retry-After`` (seconds or an HTTP date), the wait is that value
-    instead, capped at ``max_retry_after``. With the defaults the waits are at most 0.5 s,
+    When the answer carries ``Retry-After`` (seconds or an HTTP date), the wait is at least
+    that value, capped at ``max_retry_after``. With the defaults the waits are at most 0.5 s,
     1 s and 2 s. When the retries run out the last error is raised as itself.
 
     Args:
@@ -145,6 +147,20 @@ class RetryPolicy:
             raise ValueError(f"RetryPolicy.max_retries must be >= 0, got {self.max_retries}")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.max_retry_after < 0:
             raise ValueError("RetryPolicy waits must be >= 0")
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """The computed wait before retry number ``attempt`` (1 for the first retry).
+
+        Args:
+            attempt: The retry about to be made, from 1.
+            rng: The source of the jitter.
+
+        Examples:
+            >>> import random
+            >>> 0 <= RetryPolicy().backoff(3, random.Random(0)) <= 2.0
+            True
+        """
+        return rng.uniform(0.0, min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
 
 
 #: Default deadline of a wait, in seconds. Generation takes 1 to 5 minutes; queues can add to

@@ -1,4 +1,4 @@
-"""Bytes to models, or to the right error.
+"""Bytes to models, or to the right error: task records, create answers, error bodies.
 
 The success path is one call to a module-level :class:`msgspec.json.Decoder`. Everything else
 (error bodies in three shapes, HTML from proxies, empty or truncated bodies, JSON of the wrong
@@ -27,10 +27,11 @@ from ._exceptions import (
     ServerError,
     TaskNotFoundError,
 )
-from ._models import Task
+from ._models import CreatedTask, Task
 
 __all__ = [
     "body_error",
+    "decode_created",
     "decode_task",
     "excerpt",
     "loads_any",
@@ -194,6 +195,51 @@ def _decode_error(
         status_code=status_code,
         request_id=request_id,
         path=path,
+    )
+
+
+def decode_created(
+    body: bytes, *, status_code: int = 200, request_id: str | None = None
+) -> CreatedTask:
+    """Read a 2xx create answer (a flat object, not the query envelope).
+
+    Raises:
+        APIStatusError: the body is an error (an ``error`` object, or an envelope whose
+            ``code`` is not ``"success"``).
+        ResponseDecodeError: no task id in the answer, or not JSON.
+    """
+    doc = loads_any(body)
+    if not isinstance(doc, dict):
+        raise body_error(
+            "could not decode the create answer: not a JSON object",
+            body,
+            status_code=status_code,
+            request_id=request_id,
+        )
+    code = doc.get("code")
+    if "error" in doc or (isinstance(code, str) and code not in ("", "success")):
+        raise status_error(status_code, body, request_id=request_id, parsed_doc=doc)
+    inner = doc.get("data")
+    data: dict[str, Any] = inner if isinstance(inner, dict) and code == "success" else doc
+    task_id = data.get("task_id") or data.get("id")
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise body_error(
+            "the create answer has no task id ('task_id' or 'id')",
+            body,
+            status_code=status_code,
+            request_id=request_id,
+            path="$.task_id",
+        )
+    created = data.get("created_at")
+    model = data.get("model")
+    status = data.get("status")
+    return CreatedTask(
+        task_id=task_id,
+        model=model if isinstance(model, str) else "",
+        status=status if isinstance(status, str) else "",
+        created_time=created
+        if isinstance(created, (int, float)) and not isinstance(created, bool)
+        else None,
     )
 
 

@@ -14,20 +14,21 @@ import re
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import anyio
 import yarl
 
 from ._decode import excerpt, status_error
+from ._engine import Engine
 from ._exceptions import APIConnectionError, ResultExpiredError, TaskFailedError
 from ._models import Task, TaskStatus
-from ._transport import Stream
+from ._transport import REQUEST_ID_HEADER, Stream
 
-if TYPE_CHECKING:
-    from ._client import AnyFast
+__all__ = ["DOWNLOAD_READ_TIMEOUT", "Progress", "download", "result_path"]
 
-__all__ = ["Progress", "download_result", "result_path"]
+#: Longest wait for the next piece of a download, in seconds.
+DOWNLOAD_READ_TIMEOUT: Final = 30.0
 
 #: Called with (bytes written so far, total bytes or None when the server did not say).
 Progress = Callable[[int, "int | None"], "Awaitable[object] | object"]
@@ -55,16 +56,33 @@ def result_path(
     return target
 
 
-async def download_result(
-    client: AnyFast,
+async def download(
+    engine: Engine,
     task: Task,
     dest: str | os.PathLike[str],
     *,
     progress: Progress | None = None,
-    read_timeout: float | None,
+    read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
     folder: bool = False,
 ) -> Path:
-    """Stream ``task``'s result to ``dest`` atomically; return the final path."""
+    """Stream ``task``'s result to ``dest`` atomically; return the final path.
+
+    Connection errors are retried per the engine's retry policy, starting the file again.
+    """
+    return await engine.retrying(
+        lambda attempt: _download_once(engine, task, dest, progress, read_timeout, folder),
+        what=f"download of {task.task_id}",
+    )
+
+
+async def _download_once(
+    engine: Engine,
+    task: Task,
+    dest: str | os.PathLike[str],
+    progress: Progress | None,
+    read_timeout: float | None,
+    folder: bool,
+) -> Path:
     if task.status is TaskStatus.FAILURE:
         raise TaskFailedError(task)
     if task.status is not TaskStatus.SUCCESS or task.result_url is None:
@@ -73,10 +91,9 @@ async def download_result(
         )
     url = yarl.URL(task.result_url)
     if not url.is_absolute():
-        url = yarl.URL(client.base_url).join(url)
+        url = yarl.URL(engine.base_url).join(url)
     final = result_path(task.task_id, task.result_url, dest, folder=folder)
     final.parent.mkdir(parents=True, exist_ok=True)
-    transport = client._transport
     for _ in range(MAX_REDIRECTS + 1):
         if url.scheme not in ("http", "https"):
             raise APIConnectionError(
@@ -84,7 +101,7 @@ async def download_result(
                 method="GET",
                 retryable=False,
             )
-        async with transport.stream(url, read_timeout=read_timeout) as response:
+        async with engine.stream(url, read_timeout=read_timeout) as response:
             if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 url = url.join(yarl.URL(response.headers["Location"]))
                 continue
@@ -96,7 +113,7 @@ async def download_result(
 
 
 def _refused(status: int, body: bytes, headers: Mapping[str, str]) -> Exception:
-    request_id = headers.get("X-Oneapi-Request-Id") or headers.get("x-oss-request-id")
+    request_id = headers.get(REQUEST_ID_HEADER) or headers.get("x-oss-request-id")
     if status in (403, 404, 410):
         return ResultExpiredError(
             f"the storage refused the result URL (HTTP {status}): signed result URLs expire "

@@ -10,14 +10,12 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
-if TYPE_CHECKING:
-    from ._exceptions import AnyFastError
-
 __all__ = [
+    "CreatedTask",
     "DashScopeOutput",
     "DashScopePayload",
     "DashScopeUsage",
@@ -26,8 +24,8 @@ __all__ = [
     "SeedanceUsage",
     "Task",
     "TaskStatus",
-    "TaskUpdate",
-    "WatcherStatistics",
+    "parse_progress",
+    "to_datetime",
 ]
 
 
@@ -132,7 +130,8 @@ def _is_result_url(value: str | None) -> bool:
     )
 
 
-def _timestamp(value: float | None) -> datetime | None:
+def to_datetime(value: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime; ``None`` for a missing, zero or absurd value."""
     if not value or value <= 0:
         return None
     try:
@@ -390,17 +389,17 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     @property
     def submitted_at(self) -> datetime | None:
         """When the task was submitted (UTC), or ``None`` if unknown."""
-        return _timestamp(self.submit_time)
+        return to_datetime(self.submit_time)
 
     @property
     def started_at(self) -> datetime | None:
         """When the provider started the task (UTC), or ``None`` if unknown or not yet."""
-        return _timestamp(self.start_time)
+        return to_datetime(self.start_time)
 
     @property
     def finished_at(self) -> datetime | None:
         """When the task finished (UTC), or ``None`` if unknown or not yet."""
-        return _timestamp(self.finish_time)
+        return to_datetime(self.finish_time)
 
     @property
     def dashscope(self) -> DashScopePayload | None:
@@ -437,76 +436,23 @@ def _convert(data: dict[str, Any], kind: type[_S]) -> _S | None:
         return None
 
 
-class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    """A change in a watched task, as yielded by ``watch()``, ``watch_many()`` and a watcher.
-
-    A watch yields one update for the first observation of a task, then one each time its status
-    or its progress changes; identical polls yield nothing. The last update of a task has
-    ``is_terminal=True``: the task reached SUCCESS or FAILURE, or watching it ended with an
-    error (``error`` says which).
+class CreatedTask(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a create call.
 
     Attributes:
-        task_id: The task's id.
-        task: The task as last seen, or ``None`` if no poll of it ever succeeded.
-        previous_status: The status of the previous update, ``None`` for the first.
-        status: The status now (``None`` only if no poll of it ever succeeded).
-        progress: Progress in percent now, or ``None``.
-        is_terminal: This is the last update of this task.
-        error: Why the watch of this task ended without success: a
-            :class:`~anyfast_async.TaskFailedError` for FAILURE, a
-            :class:`~anyfast_async.WaitTimeoutError` at the deadline, or the error that made
-            polling impossible (:class:`~anyfast_async.TaskNotFoundError`,
-            :class:`~anyfast_async.ResponseDecodeError`, ...). ``None`` otherwise.
+        task_id: The id to poll (``task_id`` of the answer, else its ``id``).
+        model: The model, as echoed.
+        status: The create answer's own lower-case status (``"queued"``, or ``""`` for some
+            models): a different vocabulary from :class:`~anyfast_async.TaskStatus`.
+        created_time: Unix seconds as sent (``created_at``); see :attr:`created_at`.
     """
 
     task_id: str
-    task: Task | None
-    previous_status: TaskStatus | None
-    status: TaskStatus | None
-    progress: int | None
-    is_terminal: bool = False
-    error: AnyFastError | None = None
+    model: str = ""
+    status: str = ""
+    created_time: int | float | None = None  # ints stay ints
 
     @property
-    def succeeded(self) -> bool:
-        """Whether this is the final update of a task that reached SUCCESS."""
-        return self.is_terminal and self.error is None and self.status is TaskStatus.SUCCESS
-
-
-class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """An immutable snapshot of a scheduler's counters (``watcher.statistics()``).
-
-    Attributes:
-        polls: Poll requests answered with a task record.
-        errors: Polls that failed (any error, including throttling).
-        throttles: Polls answered with HTTP 429.
-        watching: Tasks being watched now.
-        succeeded: Tasks that reached SUCCESS.
-        failed: Tasks that reached FAILURE.
-        errored: Tasks whose watch ended with an error other than FAILURE or the deadline.
-        timed_out: Tasks whose deadline passed.
-        by_status: Watched tasks by their last known status (``"UNSEEN"`` before the first
-            answer).
-        in_flight: Polls under way now.
-        rate_cap: The shared polling budget's current cap in polls per second, or ``None``
-            when uncapped.
-    """
-
-    polls: int
-    errors: int
-    throttles: int
-    watching: int
-    succeeded: int
-    failed: int
-    errored: int
-    timed_out: int
-    by_status: dict[str, int]
-    in_flight: int
-    rate_cap: float | None
-
-
-def terminal_outcome(update: TaskUpdate) -> Task | AnyFastError:
-    """What a terminal update says its task ended with: the error, else the finished task."""
-    outcome = update.error if update.error is not None else update.task
-    assert outcome is not None  # a terminal update carries one or the other
-    return outcome
+    def created_at(self) -> datetime | None:
+        """When the task was created (UTC), or ``None`` if not sent."""
+        return to_datetime(self.created_time)

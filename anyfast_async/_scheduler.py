@@ -12,6 +12,9 @@ instead of growing a buffer.
 The scheduler runs in its own asyncio task (started by :meth:`Scheduler.start`), which owns the
 task group of the pollers, so no generator ever yields inside a task group or cancel scope.
 :meth:`Scheduler.aclose` cancels that task and waits for it: nothing is left running.
+
+A scheduler is given the :class:`~anyfast_async._engine.Engine` (not the client): it polls with
+:meth:`Engine.fetch_task`, under the engine's shared budget, and is closed with the engine.
 """
 
 from __future__ import annotations
@@ -20,19 +23,17 @@ import asyncio
 import heapq
 import math
 import random
-import sys
 from collections import Counter, deque
-from collections.abc import Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._config import UNSET, PollPolicy, _Unset
+from ._aio import resolve, unwrap
+from ._config import UNSET, PollPolicy, UnsetType
+from ._engine import Engine
 from ._exceptions import (
     AnyFastError,
-    APIStatusError,
     AuthenticationError,
     PermissionDeniedError,
     RateLimitError,
@@ -40,16 +41,12 @@ from ._exceptions import (
     TaskNotFoundError,
     WaitTimeoutError,
 )
-from ._models import Task, TaskStatus, TaskUpdate, WatcherStatistics
-from ._retry import is_retryable
+from ._models import Task, TaskStatus
+from ._requests import task_path
+from ._retry import is_retryable, retry_delay
+from ._updates import TaskUpdate, WatcherStatistics
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
-
-if TYPE_CHECKING:
-    from ._client import AnyFast
-
-__all__ = ["Scheduler", "TaskHandle", "UpdateStream", "Watcher"]
+__all__ = ["Entry", "Scheduler"]
 
 _UNSEEN: Final = "UNSEEN"
 _NEVER: Final = math.inf
@@ -58,8 +55,8 @@ _NEVER: Final = math.inf
 _SLACK: Final = 0.001
 
 
-class _Entry:
-    """One watched task."""
+class Entry:
+    """One watched task: the scheduler's state of it, read by its handle."""
 
     __slots__ = (
         "deadline",
@@ -109,42 +106,50 @@ class _Entry:
 
 
 class Scheduler:
-    """Polls many tasks under one concurrency limit and the client's shared budget."""
+    """Polls many tasks under one concurrency limit and the engine's shared budget.
+
+    Args:
+        engine: What polls go through.
+        concurrency: Most polls in flight (capped at the connection pool).
+        poll: When to poll.
+        timeout: Default deadline of an added task, or ``None``.
+        close_when_idle: A scheduler for a fixed set of tasks (``watch``, ``watch_many``): it
+            ends when its last task ends, and a refused key (401/403) ends it at once. Without
+            it (a watcher), the scheduler keeps running until closed, and a refused key ends
+            only the tasks watched at that moment.
+    """
 
     def __init__(
         self,
-        client: AnyFast,
+        engine: Engine,
         *,
         concurrency: int,
         poll: PollPolicy,
         timeout: float | None,
         close_when_idle: bool,
-        stop_on_fatal: bool,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
-        self._client = client
+        self._engine = engine
         self._poll = poll
         self._timeout = timeout
-        self._workers = client._poller_limit(concurrency)
-        # The longest one poll can take (a full pause, then a request to its total timeout):
-        # only polls closer than this to their deadline need a cancel scope around them.
-        total = client.timeout.total
-        self._longest_poll = _NEVER if total is None else total + client._pacer_max_pause
+        self._workers = engine.poller_limit(concurrency)
+        # Only polls closer than the longest one poll can take to their deadline need a
+        # cancel scope around them.
+        self._longest_poll = engine.longest_poll
         self._close_when_idle = close_when_idle
-        self._stop_on_fatal = stop_on_fatal
         self._rng = random.Random()
-        self._heap: list[tuple[float, int, _Entry]] = []
-        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, Entry]] = []
+        self._entries: dict[str, Entry] = {}
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Future[None] | None = None
         self._sleeping_until = -_NEVER
-        self._idle: deque[asyncio.Future[_Entry | None]] = deque()
+        self._idle: deque[asyncio.Future[Entry | None]] = deque()
         self._stopping = False
-        self._ready: deque[_Entry] = deque()
+        self._ready: deque[Entry] = deque()
         self._subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
         self._runner: asyncio.Task[None] | None = None
         self._cancel: anyio.CancelScope | None = None
@@ -159,27 +164,25 @@ class Scheduler:
 
     # -- adding tasks ----------------------------------------------------------------------
 
-    def add(self, task_id: str, timeout: float | _Unset | None = UNSET) -> _Entry:
+    def add(self, task_id: str, timeout: float | UnsetType | None = UNSET) -> Entry:
         """Watch ``task_id`` (once: adding it again returns the same entry)."""
-        from ._client import task_path
-
         path = task_path(task_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
         entry = self._entries.get(task_id)
         if entry is not None:
             return entry
-        limit = self._timeout if isinstance(timeout, _Unset) else timeout
+        limit = self._timeout if isinstance(timeout, UnsetType) else timeout
         if limit is not None and not limit > 0:
             raise ValueError(f"timeout must be > 0 or None, got {limit!r}")
         now = self._now()
-        entry = _Entry(task_id, path, now, limit)
+        entry = Entry(task_id, path, now, limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
         self._push(entry, now)
         return entry
 
-    def _push(self, entry: _Entry, due: float) -> None:
+    def _push(self, entry: Entry, due: float) -> None:
         if due > entry.deadline:
             due = entry.deadline
         self._seq += 1
@@ -198,16 +201,21 @@ class Scheduler:
 
     # -- running ---------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start` has run (it may have ended since)."""
+        return self._runner is not None
+
     def start(self) -> None:
         """Start polling in a task of its own (idempotent)."""
         if self._runner is not None:
             return
         if self._closed:
             raise RuntimeError("this watcher is closed")
-        self._client._check_open()
+        self._engine.check_open()
         self._loop = asyncio.get_running_loop()
         self._runner = self._loop.create_task(self._run(), name="anyfast-async scheduler")
-        self._client._schedulers.add(self)
+        self._engine.track(self)
 
     def cancel_soon(self) -> None:
         """Cancel the polling task without waiting for it (for finalizers)."""
@@ -222,7 +230,7 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([runner])
         self._shutdown()
-        self._client._schedulers.discard(self)
+        self._engine.untrack(self)
 
     async def _run(self) -> None:
         try:
@@ -239,7 +247,7 @@ class Scheduler:
                     if not waiter.done():
                         waiter.set_result(None)
         except Exception as exc:
-            self.problem = _unwrap(exc)
+            self.problem = unwrap(exc)
         finally:
             self._shutdown()
 
@@ -267,7 +275,7 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         wake = self._wake = loop.create_future()
-        timer = None if when == _NEVER else loop.call_at(when, _resolve, wake)
+        timer = None if when == _NEVER else loop.call_at(when, resolve, wake)
         self._sleeping_until = when
         try:
             await wake
@@ -301,8 +309,8 @@ class Scheduler:
     async def _worker(self) -> None:
         loop = self._loop
         assert loop is not None
-        fetch = self._client._fetch_task
-        pacer = self._client._pacer
+        fetch = self._engine.fetch_task
+        pacer = self._engine.budget
         heap = self._heap
         idle = self._idle
         ready = self._ready
@@ -316,7 +324,7 @@ class Scheduler:
             elif self._stopping:
                 return
             else:
-                waiter: asyncio.Future[_Entry | None] = loop.create_future()
+                waiter: asyncio.Future[Entry | None] = loop.create_future()
                 idle.append(waiter)
                 if heap and heap[0][0] < self._sleeping_until:
                     self._wake_up()  # the dispatcher must time the next due entry for us
@@ -356,7 +364,7 @@ class Scheduler:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    async def _observe(self, entry: _Entry, task: Task) -> None:
+    async def _observe(self, entry: Entry, task: Task) -> None:
         self._polls += 1
         status = task.status
         progress = task.progress
@@ -390,7 +398,7 @@ class Scheduler:
             delay = self._poll.next_delay(status, entry.same, self._rng)
             self._push(entry, self._now() + delay)
 
-    async def _failed(self, entry: _Entry, exc: AnyFastError) -> None:
+    async def _failed(self, entry: Entry, exc: AnyFastError) -> None:
         self._errors += 1
         if isinstance(exc, RateLimitError):
             self._throttles += 1
@@ -400,24 +408,28 @@ class Scheduler:
             await self._fatal(exc)
             return
         now = self._now()
-        transient = is_retryable(exc) or (
-            isinstance(exc, TaskNotFoundError) and now - entry.started < self._poll.not_found_grace
+        young = now - entry.started < self._poll.not_found_grace
+        delay = retry_delay(
+            exc,
+            entry.errors + 1,
+            backoff=self._poll.error_delay,
+            max_retry_after=self._engine.retry.max_retry_after,
+            rng=self._rng,
+            # "not found" right after a create is the gateway catching up, not an answer.
+            retryable=lambda e: is_retryable(e) or (young and isinstance(e, TaskNotFoundError)),
         )
-        if not transient:
+        if delay is None:
             await self._finish(
                 entry, exc, entry.update(previous=entry.status, terminal=True, error=exc)
             )
             return
         entry.errors += 1
         entry.last_error = exc
-        delay = self._poll.error_delay(entry.errors, self._rng)
-        if isinstance(exc, APIStatusError) and exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, self._client.retry.max_retry_after))
         self._push(entry, now + delay)
 
     async def _fatal(self, exc: AnyFastError) -> None:
         """No task can succeed with this key."""
-        if self._stop_on_fatal:
+        if self._close_when_idle:
             if self.problem is None:
                 self.problem = exc
             if self._cancel is not None:
@@ -428,16 +440,14 @@ class Scheduler:
                 entry, exc, entry.update(previous=entry.status, terminal=True, error=exc)
             )
 
-    async def _expire(self, entry: _Entry) -> None:
+    async def _expire(self, entry: Entry) -> None:
         error = WaitTimeoutError(entry.task_id, last_task=entry.task, timeout=entry.timeout or 0.0)
         error.__cause__ = entry.last_error
         await self._finish(
             entry, error, entry.update(previous=entry.status, terminal=True, error=error)
         )
 
-    async def _finish(
-        self, entry: _Entry, outcome: Task | AnyFastError, update: TaskUpdate
-    ) -> None:
+    async def _finish(self, entry: Entry, outcome: Task | AnyFastError, update: TaskUpdate) -> None:
         if entry.done:
             return
         entry.done = True
@@ -500,260 +510,5 @@ class Scheduler:
             timed_out=self._outcomes["timed_out"],
             by_status={k: v for k, v in self._by_status.items() if v > 0},
             in_flight=self._in_flight,
-            rate_cap=self._client._pacer.rate_cap,
+            rate_cap=self._engine.budget.rate_cap,
         )
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-class UpdateStream:
-    """An async iterator of :class:`~anyfast_async.TaskUpdate`, returned by ``watch()`` and
-    ``watch_many()`` (and ``Watcher.updates()``).
-
-    Iterate it with ``async for``. Use it as an async context manager (or call :meth:`aclose`)
-    to stop polling at a point you choose; breaking out of an ``async for`` also stops polling,
-    as soon as the stream object is released.
-    """
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        *,
-        buffer: int,
-        owns_scheduler: bool,
-        raise_errors: bool,
-    ) -> None:
-        self._scheduler = scheduler
-        self._receive = scheduler.subscribe(buffer)
-        self._owns = owns_scheduler
-        self._raise_errors = raise_errors
-        self._closed = False
-
-    def __aiter__(self) -> UpdateStream:
-        return self
-
-    async def __anext__(self) -> TaskUpdate:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._owns:
-            self._scheduler.start()
-        try:
-            try:
-                update = self._receive.receive_nowait()
-            except anyio.WouldBlock:
-                update = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            await self.aclose()
-            problem = self._scheduler.problem
-            if problem is not None:
-                raise problem from None
-            raise StopAsyncIteration from None
-        error = update.error
-        if self._raise_errors and error is not None and not isinstance(error, TaskFailedError):
-            await self.aclose()
-            raise error
-        return update
-
-    async def aclose(self) -> None:
-        """Stop receiving updates (and stop polling, if this stream started it)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._receive.close()
-        if self._owns:
-            await self._scheduler.aclose()
-
-    async def __aenter__(self) -> UpdateStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        if not self._closed:
-            self._receive.close()
-            if self._owns:
-                self._scheduler.cancel_soon()
-
-
-class TaskHandle:
-    """One task added to a :class:`Watcher`; await :meth:`wait` for its outcome.
-
-    Any number of coroutines may wait on the same handle.
-    """
-
-    __slots__ = ("_entry",)
-
-    def __init__(self, entry: _Entry) -> None:
-        self._entry = entry
-
-    def __repr__(self) -> str:
-        state = "done" if self._entry.done else "watching"
-        return f"<TaskHandle {self._entry.task_id!r} {state}>"
-
-    @property
-    def task_id(self) -> str:
-        """The task's id."""
-        return self._entry.task_id
-
-    @property
-    def latest(self) -> Task | None:
-        """The task as last seen, or ``None`` before the first answer."""
-        return self._entry.task
-
-    def done(self) -> bool:
-        """Whether the task's watch has ended (success, failure, error, deadline, close)."""
-        return self._entry.done
-
-    async def wait(self) -> Task:
-        """Wait for the task to finish and return it.
-
-        Returns:
-            The final :class:`Task`, whose status is SUCCESS.
-
-        Raises:
-            TaskFailedError: the task ended in FAILURE.
-            WaitTimeoutError: its deadline passed.
-            TaskNotFoundError: the task does not exist (after the grace period).
-            AuthenticationError, PermissionDeniedError: the key was refused (ends every task
-                of the watcher).
-            BadRequestError: the server refused the query for another reason.
-            ResponseDecodeError: an answer could not be read as a task.
-            RuntimeError: the watcher was closed before the task finished.
-
-        Cancelling the waiting coroutine stops only this wait: the task stays watched.
-        """
-        entry = self._entry
-        if not entry.done:
-            if entry.waiters is None:
-                entry.waiters = anyio.Event()
-            await entry.waiters.wait()
-        return self.result()
-
-    def result(self) -> Task:
-        """The outcome of a finished task, as :meth:`wait` gives it, without waiting.
-
-        Raises:
-            RuntimeError: the task has not finished yet.
-        """
-        entry = self._entry
-        if not entry.done:
-            raise RuntimeError(f"task {entry.task_id!r} has not finished yet")
-        outcome = entry.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert outcome is not None
-        return outcome
-
-
-class Watcher:
-    """A long-lived scheduler that tasks can be added to while it runs.
-
-    Create it with :meth:`AnyFast.watcher`. Share one across the request handlers of a web
-    app or the jobs of a worker::
-
-        async with client.watcher(concurrency=64) as watcher:
-            handle = watcher.add("asyntask_...")
-            task = await handle.wait()
-
-    Closing it (leaving the ``async with``) stops all polling; tasks still being watched end
-    with a ``RuntimeError`` for their waiters.
-    """
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
-
-    def __repr__(self) -> str:
-        return f"<Watcher watching={len(self._scheduler)}>"
-
-    async def __aenter__(self) -> Watcher:
-        self._scheduler.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop polling; waiters of unfinished tasks get a ``RuntimeError``."""
-        await self._scheduler.aclose()
-
-    def add(self, task_id: str, *, timeout: float | _Unset | None = UNSET) -> TaskHandle:
-        """Start watching ``task_id`` and return its handle.
-
-        Adding a task that is already watched returns a handle to the same watch.
-
-        Args:
-            task_id: The task's id.
-            timeout: Seconds from now until the task's deadline; defaults to the watcher's.
-                ``None``: no deadline.
-
-        Raises:
-            TypeError: the id is not a string.
-            ValueError: the id is empty, or ``timeout`` is not > 0.
-            RuntimeError: the watcher is not running (not entered yet, or closed).
-        """
-        if self._scheduler._runner is None:
-            raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
-        return TaskHandle(self._scheduler.add(task_id, timeout))
-
-    def add_many(
-        self, task_ids: Iterable[str], *, timeout: float | _Unset | None = UNSET
-    ) -> list[TaskHandle]:
-        """:meth:`add` each id; returns the handles in the same order.
-
-        Args:
-            task_ids: The tasks' ids.
-            timeout: As for :meth:`add`, for each of them.
-
-        Raises:
-            TypeError, ValueError, RuntimeError: as for :meth:`add`, for the first id that
-                fails (the ids before it are watched).
-        """
-        return [self.add(task_id, timeout=timeout) for task_id in task_ids]
-
-    def __len__(self) -> int:
-        """The number of tasks being watched now."""
-        return len(self._scheduler)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._scheduler
-
-    def updates(self, *, buffer: int = 1024) -> UpdateStream:
-        """A stream of the updates of every task, from now on, merged.
-
-        Each call gives an independent stream. A stream that is not read holds back the
-        watcher once ``buffer`` updates wait in it: read it, or close it.
-
-        Args:
-            buffer: How many updates may wait in the stream before the watcher waits for
-                its reader.
-        """
-        return UpdateStream(
-            self._scheduler, buffer=buffer, owns_scheduler=False, raise_errors=False
-        )
-
-    def __aiter__(self) -> UpdateStream:
-        return self.updates()
-
-    def statistics(self) -> WatcherStatistics:
-        """An immutable snapshot of the counters: polls, errors, throttles, tasks by state."""
-        return self._scheduler.statistics()

@@ -20,7 +20,7 @@ from ._config import Limits, Timeout
 from ._exceptions import APIConnectionError, APITimeoutError
 from ._version import __version__
 
-__all__ = ["Response", "Stream", "Transport", "default_user_agent"]
+__all__ = ["REQUEST_ID_HEADER", "Response", "Stream", "Transport", "default_user_agent"]
 
 REQUEST_ID_HEADER: Final = "X-Oneapi-Request-Id"
 _CHUNK: Final = 64 * 1024

@@ -221,6 +221,34 @@ def test_demo_on_a_terminal() -> None:
     assert "┌" in screen, "the summary is a table"
 
 
+def test_a_reader_that_closes_early_ends_the_command_quietly() -> None:
+    """`anyfast demo | head -2`: when the reader goes away the command stops at once, with
+    exit code 1 and nothing on stderr (no "Broken pipe" error, no traceback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+    # 120 tasks print far more than a pipe holds (64 KiB), so the command cannot finish
+    # without its reader: it must meet the closed pipe.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anyfast_async", "demo", "--tasks", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        first = [process.stdout.readline(), process.stdout.readline()]
+        process.stdout.close()  # what `head -2` does after its two lines
+        assert process.wait(timeout=60) == 1
+        errors = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    assert all(json.loads(line)["task_id"] for line in first)
+    assert errors == ""
+
+
 async def test_demo_with_many_tasks() -> None:
     """The demo's throttling and flaky answers hit polls only: 25 tasks still exit 0."""
     result = await anyfast("demo", "--tasks", "25", key=None, timeout=120)

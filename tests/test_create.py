@@ -361,6 +361,38 @@ async def test_create_and_watch_yields_the_id_first(server: FakeAnyFast, client:
     assert {u.task_id for u in updates if isinstance(u, TaskUpdate)} == {events[0].task_id}
 
 
+async def test_create_and_watch_checks_its_arguments_at_the_call(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """Like watch(), create_and_watch() refuses bad arguments when called, before any create
+    is sent, and not only once iterated."""
+    with pytest.raises(ValueError, match="poll= or poll_interval="):
+        client.create_and_watch(TextToVideo(prompt="x"), poll=FAST, poll_interval=1)
+    with pytest.raises(ValueError, match="timeout"):
+        client.create_and_watch(TextToVideo(prompt="x"), timeout=0)
+    closed = AnyFast(server.api_key, base_url=server.base_url)
+    with pytest.raises(RuntimeError, match="not open"):
+        closed.create_and_watch(TextToVideo(prompt="x"))
+    assert server.created == []
+
+
+async def test_create_and_watch_as_a_context_manager(server: FakeAnyFast, client: AnyFast) -> None:
+    """create_and_watch() works with `async with`: leaving it stops polling at once, and a
+    stream closed before its first step sends no create."""
+    async with client.create_and_watch(TextToVideo(prompt="x"), poll=FAST) as events:
+        created = await events.__anext__()
+        assert isinstance(created, CreatedTask)
+        first = await events.__anext__()
+        assert isinstance(first, TaskUpdate)
+        assert first.task_id == created.task_id
+    polls = server.polls(created.task_id)
+    assert [e async for e in events] == []  # closed: nothing more
+    assert server.polls(created.task_id) == polls
+    async with client.create_and_watch(TextToVideo(prompt="y")):
+        pass
+    assert len(server.created) == 1
+
+
 async def test_not_found_right_after_create_is_ridden_out(
     server: FakeAnyFast, client: AnyFast
 ) -> None:

@@ -179,6 +179,8 @@ async def test_wait_many_downloads_as_tasks_succeed(
     assert isinstance(results["t4"], ResultExpiredError)
     assert isinstance(results["failing"], TaskFailedError)
     assert leftovers(tmp_path) == [f"t{i}.mp4" for i in range(4)]
+    # Where each video went, handed back: only the downloads that were written.
+    assert results.files == {f"t{i}": tmp_path / f"t{i}.mp4" for i in range(4)}
 
 
 async def test_odd_task_ids_make_safe_file_names(
@@ -206,6 +208,7 @@ async def test_download_to_a_missing_folder(
     assert all(isinstance(r, Task) for r in results.values())
     assert leftovers(folder) == ["t0.mp4", "t1.mp4", "t2.mp4"]
     assert (folder / "t2.mp4").read_bytes() == bytes([2]) * 100
+    assert list(results.files) == ["t0", "t1", "t2"]  # no file for a success without a URL
 
 
 async def test_downloaded_file_mode_follows_umask(

@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anyfast_async import AnyFastError, APIStatusError, Task
-from anyfast_async._create import CreatedTask, decode_created
-from anyfast_async._decode import decode_task, parse_retry_after, status_error
-from anyfast_async._models import parse_progress
+from anyfast_async._decode import decode_created, decode_task, parse_retry_after, status_error
+from anyfast_async._models import CreatedTask, parse_progress
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -217,17 +217,23 @@ async def test_close_during_a_request(server: FakeAnyFast) -> None:
     assert "closed" in str(outcome[0])
 
 
-def test_key_stripped_and_sent_as_bearer() -> None:
+async def test_key_stripped_and_sent_as_bearer() -> None:
     """Surrounding whitespace is removed from the key that is sent."""
-    client = AnyFast("  sk-x\n", base_url="http://127.0.0.1:1")
-    assert client._transport._headers["Authorization"] == "Bearer sk-x"
+    async with FakeAnyFast(api_key="sk-x") as server:
+        server.add_task("asyntask_k")
+        async with AnyFast("  sk-x\n", base_url=server.base_url) as client:
+            await client.get_task("asyntask_k")
+    assert server.requests[0].headers["Authorization"] == "Bearer sk-x"
 
 
-def test_key_from_environment_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_key_from_environment_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
     """ANYFAST_API_KEY is the key sent when none is passed."""
     monkeypatch.setenv("ANYFAST_API_KEY", "sk-from-env")
-    client = AnyFast(base_url="http://127.0.0.1:1")
-    assert client._transport._headers["Authorization"] == "Bearer sk-from-env"
+    async with FakeAnyFast(api_key="sk-from-env") as server:
+        server.add_task("asyntask_k")
+        async with AnyFast(base_url=server.base_url) as client:
+            await client.get_task("asyntask_k")
+    assert server.requests[0].headers["Authorization"] == "Bearer sk-from-env"
 
 
 @pytest.mark.parametrize(
@@ -276,7 +282,7 @@ def test_status_prints_as_its_value() -> None:
 
 def test_lone_surrogate_id() -> None:
     """An id that is not valid Unicode text is a ValueError, not an encoding crash."""
-    from anyfast_async._client import task_path
+    from anyfast_async._requests import task_path
 
     with pytest.raises(ValueError, match="surrogate"):
         task_path("a\udc80b")

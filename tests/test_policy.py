@@ -7,7 +7,7 @@ import random
 import pytest
 
 from anyfast_async import PollPolicy, TaskStatus, Throttle
-from anyfast_async._retry import Pacer
+from anyfast_async._budget import Pacer
 
 
 def test_default_cadence() -> None:

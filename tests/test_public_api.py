@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import anyfast_async
 import anyfast_async.testing
@@ -20,7 +21,7 @@ def test_all_is_sorted_and_exact() -> None:
 
 
 # Classes whose constructor is internal: users get instances from the library.
-_MADE_BY_THE_LIBRARY = {"TaskHandle", "Watcher", "UpdateStream", "FakeTask"}
+_MADE_BY_THE_LIBRARY = {"TaskHandle", "Watcher", "UpdateStream", "CreateAndWatchStream", "FakeTask"}
 
 
 def _public_callables() -> list[tuple[str, object, str]]:
@@ -33,7 +34,14 @@ def _public_callables() -> list[tuple[str, object, str]]:
                 found.append((name, value, inspect.getdoc(value) or ""))
             if not inspect.isclass(value) or issubclass(value, BaseException):
                 continue
-            for attr, member in vars(value).items():
+            # Methods a public class inherits from the package's own classes count too.
+            members = {
+                attr: member
+                for cls in reversed(value.__mro__)
+                if cls.__module__.startswith("anyfast_async")
+                for attr, member in vars(cls).items()
+            }
+            for attr, member in members.items():
                 if attr.startswith("_") and attr != "__init__":
                     continue
                 if attr == "__init__" and name in _MADE_BY_THE_LIBRARY:
@@ -100,3 +108,16 @@ def test_version() -> None:
 
     assert isinstance(anyfast_async.__version__, str)
     assert f"anyfast-async/{anyfast_async.__version__}" in default_user_agent()
+
+
+def test_no_private_type_in_a_public_signature() -> None:
+    """The annotations of the public API name only public types (no ``_Unset``, no
+    ``_Entry``): what a signature shows, a user can import."""
+    private = re.compile(r"(?<![\w.])_[A-Za-z]\w*")
+    leaks = []
+    for name, function, _ in _public_callables():
+        signature = inspect.signature(function)  # type: ignore[arg-type]
+        annotations = [p.annotation for p in signature.parameters.values()]
+        annotations.append(signature.return_annotation)
+        leaks += [f"{name}: {a}" for a in annotations if isinstance(a, str) and private.search(a)]
+    assert leaks == []

@@ -497,19 +497,24 @@ async def test_throttling_lowers_the_request_rate(server: FakeAnyFast) -> None:
 
 
 async def test_retry_after_pauses_the_budget(server: FakeAnyFast) -> None:
-    """A Retry-After on a 429 is the pause for every task."""
+    """A Retry-After on a 429 is the pause for every task: after one task's 429, no other
+    task is polled until the pause is over."""
     server.add_tasks(20, stages=[Stage(status="QUEUED", polls=5), Stage(status="SUCCESS")])
+    server.inject(Fault.rate_limited(retry_after="0.3"))  # the very first answer
+    throttle = Throttle(min_rate=10_000)  # the pause is under test here, not the rate cap
     async with (
-        AnyFast(server.api_key, base_url=server.base_url) as client,
-        client.watcher(poll=PollPolicy.fixed(0.002)) as watcher,
+        AnyFast(server.api_key, base_url=server.base_url, throttle=throttle) as client,
+        # One poller: polls go one after the other, so none can be under way at the 429.
+        client.watcher(concurrency=1, poll=PollPolicy.fixed(0.002)) as watcher,
     ):
-        handles = watcher.add_many(server.tasks)
-        await anyio.sleep(0.05)
-        server.inject(Fault.rate_limited(retry_after="0.3"))
-        for handle in handles:
+        for handle in watcher.add_many(server.tasks):
             await handle.wait()
-    first = min(r.time for r in server.requests if r.status == 429)
-    assert [r for r in server.requests if first + 0.05 < r.time < first + 0.25] == []
+    throttled, *after = server.requests
+    assert throttled.status == 429
+    assert after
+    # The server stamps arrivals; the client starts its pause later still, when the 429
+    # reaches it. A slow machine only makes the gap longer.
+    assert min(r.time for r in after) - throttled.time >= 0.3 - 0.01
 
 
 async def test_max_rate_caps_polls_per_second(server: FakeAnyFast) -> None:
@@ -730,3 +735,28 @@ async def test_closing_the_client_ends_waits_with_an_error(server: FakeAnyFast) 
         await client.aclose()
     assert len(errors) == 3
     assert all("closed before the task finished" in str(e) for e in errors)
+
+
+async def test_a_terminal_updates_outcome_is_what_wait_many_gives(
+    server: FakeAnyFast, fast_client: AnyFast
+) -> None:
+    """update.outcome() reads a terminal update: the task on success, the error otherwise;
+    asked of an update that is not terminal, it refuses."""
+    server.add_task("ok")
+    server.add_task("bad", stages=FakeAnyFast.failure_stages("no"))
+    outcomes = {}
+    async with fast_client.watch_many(["ok", "bad", "gone"], poll=FAST) as updates:
+        async for update in updates:
+            if not update.is_terminal:
+                with pytest.raises(ValueError, match="not terminal"):
+                    update.outcome()
+                continue
+            outcomes[update.task_id] = update.outcome()
+    ok, bad, gone = outcomes["ok"], outcomes["bad"], outcomes["gone"]
+    assert isinstance(ok, Task)
+    assert ok.status is TaskStatus.SUCCESS
+    assert isinstance(bad, TaskFailedError)
+    assert bad.reason == "no"
+    assert isinstance(gone, TaskNotFoundError)
+    expected = await fast_client.wait_many(["ok", "bad"], poll=FAST)
+    assert {k: type(v) for k, v in expected.items()} == {"ok": Task, "bad": TaskFailedError}

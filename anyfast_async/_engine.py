@@ -1,0 +1,287 @@
+"""The engine: sends one request to the API and turns the answer into a result or an error.
+
+Every request of the SDK goes through an :class:`Engine`: a task query (once, or retried), a
+create call, a download's stream. It owns the transport, the client's shared polling budget,
+the per-request retry policy and the open/closed state; the schedulers, the downloads and the
+public :class:`~anyfast_async.AnyFast` are given the engine and use nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
+
+import aiohttp
+import yarl
+
+from ._aio import loop_time
+from ._budget import Pacer
+from ._config import Limits, RetryPolicy, Throttle, Timeout
+from ._decode import decode_created, decode_task, parse_retry_after, status_error
+from ._exceptions import AnyFastError, APIConnectionError, RateLimitError, ResponseDecodeError
+from ._models import CreatedTask, Task
+from ._requests import TASKS_PATH
+from ._retry import Sleep, is_create_retryable, is_retryable, retrying
+from ._transport import Response, Stream, Transport
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("anyfast_async")
+
+T = TypeVar("T")
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class _State(enum.Enum):
+    NEW = "not opened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Engine:
+    """One client's connection to the API: transport, polling budget, retries, lifecycle.
+
+    Args:
+        api_key: The resolved API key (sent only to ``base_url``'s origin).
+        base_url: The resolved API origin.
+        timeout: Per-request timeouts.
+        limits: Connection pool limits of a session the engine creates.
+        retry: How each request is retried.
+        user_agent: The ``User-Agent`` header.
+        max_response_bytes: Largest body read into memory.
+        max_rate: Cap on polls per second, or ``None``.
+        throttle: How the polling budget reacts to HTTP 429.
+        sleep: How to wait between retries and for the budget.
+        session: An aiohttp session to use (never closed by the engine), or ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: Timeout,
+        limits: Limits,
+        retry: RetryPolicy,
+        user_agent: str,
+        max_response_bytes: int,
+        max_rate: float | None,
+        throttle: Throttle,
+        sleep: Sleep,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        self.timeout = timeout
+        self.retry = retry
+        self.sleep = sleep
+        self.rng = random.Random()
+        self.budget = Pacer(throttle, max_rate=max_rate, sleep=sleep, clock=loop_time)
+        self._max_bytes = max_response_bytes
+        self._transport = Transport(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            limits=limits,
+            user_agent=user_agent,
+            max_response_bytes=max_response_bytes,
+            session=session,
+        )
+        self._state = _State.NEW
+        self._dependents: weakref.WeakSet[_Closeable] = weakref.WeakSet()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API origin requests go to."""
+        return self._transport.base_url
+
+    @property
+    def state(self) -> str:
+        """``"not opened"``, ``"open"`` or ``"closed"``."""
+        return self._state.value
+
+    @property
+    def is_closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    async def open(self) -> None:
+        """Open the transport. An engine opens once."""
+        if self._state is _State.OPEN:
+            raise RuntimeError("this AnyFast client is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this AnyFast client is closed; create a new one")
+        await self._transport.open()
+        self._state = _State.OPEN
+
+    async def aclose(self) -> None:
+        """Close every scheduler still running on this engine, then the transport. Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        for dependent in list(self._dependents):
+            await dependent.aclose()
+        await self._transport.close()
+
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` unless the engine is open."""
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise RuntimeError(
+                    "this AnyFast client is not open: use `async with AnyFast(...) as client:`"
+                )
+            raise RuntimeError("this AnyFast client is closed; create a new one")
+
+    def track(self, dependent: _Closeable) -> None:
+        """Close ``dependent`` (a running scheduler) when the engine closes."""
+        self._dependents.add(dependent)
+
+    def untrack(self, dependent: _Closeable) -> None:
+        self._dependents.discard(dependent)
+
+    # -- what the schedulers need ----------------------------------------------------------
+
+    def poller_limit(self, concurrency: int) -> int:
+        """Pollers to run: ``concurrency``, but never more than the connection pool holds."""
+        pool = self._transport.connection_limit
+        return concurrency if not pool else min(concurrency, pool)
+
+    @property
+    def longest_poll(self) -> float:
+        """The longest one poll can take: a full budget pause, then a request to its total
+        timeout (``inf`` without a total timeout)."""
+        total = self.timeout.total
+        return float("inf") if total is None else total + self.budget.max_pause
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def fetch_task(self, path: str, attempt: int = 1) -> Task:
+        """One GET of one task, decoded; no retry. Reports to the shared budget."""
+        if logger.isEnabledFor(logging.DEBUG):
+            response = await self._send("GET", path, attempt)
+        else:  # the hot path of every poll: one coroutine level less
+            response = await self._transport.request("GET", path)
+        if 200 <= response.status < 300:
+            self.budget.succeeded()
+        return self._result(response, decode_task)
+
+    async def get_task(self, path: str) -> Task:
+        """The task at ``path``, with transient failures retried per the retry policy."""
+        return await self.retrying(
+            lambda attempt: self.fetch_task(path, attempt), what=f"GET {path}"
+        )
+
+    async def create(self, body: bytes) -> CreatedTask:
+        """POST a create body; retried only when the request cannot have created a task."""
+        return await self.retrying(
+            lambda attempt: self._post_create(body, attempt),
+            what=f"POST {TASKS_PATH}",
+            retryable=is_create_retryable,
+        )
+
+    async def _post_create(self, body: bytes, attempt: int) -> CreatedTask:
+        try:
+            response = await self._send("POST", TASKS_PATH, attempt, json_body=body)
+        except APIConnectionError as exc:
+            if not exc.sent:
+                raise
+            error = type(exc)(
+                f"{exc.message}; the request may have reached the server, so the task may "
+                "or may not have been created: look for it before creating it again",
+                method=exc.method,
+                path=exc.path,
+                retryable=False,
+            )
+            raise error from exc
+        return self._result(response, decode_created)
+
+    def _result(self, response: Response, decode: Callable[..., T]) -> T:
+        """A 2xx answer decoded by ``decode``, or the error the answer stands for (a 429 is
+        reported to the budget)."""
+        if 200 <= response.status < 300:
+            if response.oversize:
+                raise ResponseDecodeError(
+                    f"answer body is larger than the {self._max_bytes}-byte limit; it was not read",
+                    status_code=response.status,
+                    request_id=response.request_id,
+                )
+            result: T = decode(
+                response.body, status_code=response.status, request_id=response.request_id
+            )
+            return result
+        error = status_error(
+            response.status,
+            response.body,
+            request_id=response.request_id,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            oversize=response.oversize,
+        )
+        if isinstance(error, RateLimitError):
+            self.budget.throttled(error.retry_after)
+        raise error
+
+    async def retrying(
+        self,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        what: str,
+        retryable: Callable[[BaseException], bool] = is_retryable,
+    ) -> T:
+        """``call(attempt)`` under the engine's retry policy (see :func:`retrying`)."""
+        return await retrying(
+            call,
+            policy=self.retry,
+            sleep=self.sleep,
+            rng=self.rng,
+            what=what,
+            retryable=retryable,
+        )
+
+    def same_origin(self, url: yarl.URL) -> bool:
+        """Whether ``url`` has the API's origin (and so may carry the key)."""
+        return self._transport.same_origin(url)
+
+    def stream(
+        self, url: yarl.URL, *, read_timeout: float | None
+    ) -> AbstractAsyncContextManager[Stream]:
+        """GET ``url`` for a download; see :meth:`Transport.stream`."""
+        return self._transport.stream(url, read_timeout=read_timeout)
+
+    async def _send(
+        self, method: str, path: str, attempt: int = 1, *, json_body: bytes | None = None
+    ) -> Response:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return await self._transport.request(method, path, json_body=json_body)
+        started = time.perf_counter()
+        try:
+            response = await self._transport.request(method, path, json_body=json_body)
+        except AnyFastError as exc:
+            logger.debug(
+                "%s %s attempt %d failed after %.1f ms: %s",
+                method,
+                path,
+                attempt,
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+            )
+            raise
+        logger.debug(
+            "%s %s -> %d attempt %d in %.1f ms (request id %s)",
+            method,
+            path,
+            response.status,
+            attempt,
+            (time.perf_counter() - started) * 1000,
+            response.request_id,
+        )
+        return response

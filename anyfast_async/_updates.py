@@ -1,0 +1,122 @@
+"""What watching produces: updates of a task, a watcher's counters, the outcomes of a batch.
+
+Plain values, no I/O: the scheduler makes them, the watch streams and handles hand them out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from ._exceptions import AnyFastError
+from ._models import Task, TaskStatus
+
+__all__ = ["Outcomes", "TaskUpdate", "WatcherStatistics"]
+
+
+class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A change in a watched task, as yielded by ``watch()``, ``watch_many()`` and a watcher.
+
+    A watch yields one update for the first observation of a task, then one each time its status
+    or its progress changes; identical polls yield nothing. The last update of a task has
+    ``is_terminal=True``: the task reached SUCCESS or FAILURE, or watching it ended with an
+    error (``error`` says which); :meth:`outcome` reads it.
+
+    Attributes:
+        task_id: The task's id.
+        task: The task as last seen, or ``None`` if no poll of it ever succeeded.
+        previous_status: The status of the previous update, ``None`` for the first.
+        status: The status now (``None`` only if no poll of it ever succeeded).
+        progress: Progress in percent now, or ``None``.
+        is_terminal: This is the last update of this task.
+        error: Why the watch of this task ended without success: a
+            :class:`~anyfast_async.TaskFailedError` for FAILURE, a
+            :class:`~anyfast_async.WaitTimeoutError` at the deadline, or the error that made
+            polling impossible (:class:`~anyfast_async.TaskNotFoundError`,
+            :class:`~anyfast_async.ResponseDecodeError`, ...). ``None`` otherwise.
+    """
+
+    task_id: str
+    task: Task | None
+    previous_status: TaskStatus | None
+    status: TaskStatus | None
+    progress: int | None
+    is_terminal: bool = False
+    error: AnyFastError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether this is the final update of a task that reached SUCCESS."""
+        return self.is_terminal and self.error is None and self.status is TaskStatus.SUCCESS
+
+    def outcome(self) -> Task | AnyFastError:
+        """What the task ended with: the finished :class:`~anyfast_async.Task` (SUCCESS), or
+        the error that ended its watch (:attr:`error`).
+
+        This is the value :meth:`AnyFast.wait_many <anyfast_async.AnyFast.wait_many>` maps a
+        task to, so a loop over ``watch_many()`` can build the same mapping::
+
+            outcomes = {u.task_id: u.outcome() async for u in updates if u.is_terminal}
+
+        Raises:
+            ValueError: this update is not the last of its task (:attr:`is_terminal` is
+                ``False``).
+        """
+        if not self.is_terminal:
+            raise ValueError(f"task {self.task_id!r} has not ended: this update is not terminal")
+        if self.error is not None:
+            return self.error
+        assert self.task is not None  # a terminal update without an error carries the task
+        return self.task
+
+
+class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """An immutable snapshot of a scheduler's counters (``watcher.statistics()``).
+
+    Attributes:
+        polls: Poll requests answered with a task record.
+        errors: Polls that failed (any error, including throttling).
+        throttles: Polls answered with HTTP 429.
+        watching: Tasks being watched now.
+        succeeded: Tasks that reached SUCCESS.
+        failed: Tasks that reached FAILURE.
+        errored: Tasks whose watch ended with an error other than FAILURE or the deadline.
+        timed_out: Tasks whose deadline passed.
+        by_status: Watched tasks by their last known status (``"UNSEEN"`` before the first
+            answer).
+        in_flight: Polls under way now.
+        rate_cap: The shared polling budget's current cap in polls per second, or ``None``
+            when uncapped.
+    """
+
+    polls: int
+    errors: int
+    throttles: int
+    watching: int
+    succeeded: int
+    failed: int
+    errored: int
+    timed_out: int
+    by_status: dict[str, int]
+    in_flight: int
+    rate_cap: float | None
+
+
+class Outcomes(dict[str, "Task | AnyFastError"]):
+    """What :meth:`AnyFast.wait_many <anyfast_async.AnyFast.wait_many>` returns: a ``dict``
+    from each task id to its final :class:`~anyfast_async.Task` or the error that ended it,
+    in the order the ids were given, and where each downloaded video went.
+
+    Attributes:
+        files: The path of each downloaded video, by task id (empty without
+            ``download_to``). A task whose download failed has no entry here; its outcome
+            is the download's error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, Path] = {}
+
+    def __repr__(self) -> str:
+        return f"Outcomes({dict.__repr__(self)}, files={self.files!r})"

@@ -1,0 +1,412 @@
+"""Watching, as users see it: update streams, task handles, the watcher, and the fan-outs.
+
+Each public watch method of :class:`~anyfast_async.AnyFast` builds a
+:class:`~anyfast_async._scheduler.Scheduler` on the client's engine here (checking its
+arguments at the call) and hands back a stream, a handle or a result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+
+from ._aio import BaseExceptionGroup, unwrap
+from ._config import DEFAULT_POLL, UNSET, PollPolicy, UnsetType
+from ._download import download
+from ._engine import Engine
+from ._exceptions import AnyFastError, TaskFailedError
+from ._models import CreatedTask, Task
+from ._scheduler import Entry, Scheduler
+from ._updates import Outcomes, TaskUpdate, WatcherStatistics
+
+__all__ = [
+    "CreateAndWatchStream",
+    "TaskHandle",
+    "UpdateStream",
+    "Watcher",
+    "new_scheduler",
+    "wait_for",
+    "wait_many",
+]
+
+
+def new_scheduler(
+    engine: Engine,
+    *,
+    concurrency: int,
+    timeout: float | None,
+    poll: PollPolicy | None,
+    poll_interval: float | None,
+    close_when_idle: bool,
+) -> Scheduler:
+    """A scheduler on ``engine``, its arguments checked now (nothing is sent yet).
+
+    Raises:
+        RuntimeError: the engine is not open.
+        ValueError: an argument is out of range, or both ``poll`` and ``poll_interval`` are
+            given.
+    """
+    engine.check_open()
+    if poll is not None and poll_interval is not None:
+        raise ValueError("pass poll= or poll_interval=, not both")
+    policy = PollPolicy.fixed(poll_interval) if poll_interval is not None else poll
+    return Scheduler(
+        engine,
+        concurrency=concurrency,
+        poll=policy or DEFAULT_POLL,
+        timeout=timeout,
+        close_when_idle=close_when_idle,
+    )
+
+
+class UpdateStream:
+    """An async iterator of :class:`~anyfast_async.TaskUpdate`, returned by ``watch()`` and
+    ``watch_many()`` (and ``Watcher.updates()``).
+
+    Iterate it with ``async for``. Use it as an async context manager (or call :meth:`aclose`)
+    to stop polling at a point you choose; breaking out of an ``async for`` also stops polling,
+    as soon as the stream object is released.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        buffer: int,
+        owns_scheduler: bool,
+        raise_errors: bool,
+    ) -> None:
+        self._scheduler = scheduler
+        self._receive = scheduler.subscribe(buffer)
+        self._owns = owns_scheduler
+        self._raise_errors = raise_errors
+        self._closed = False
+
+    def __aiter__(self) -> UpdateStream:
+        return self
+
+    async def __anext__(self) -> TaskUpdate:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._owns:
+            self._scheduler.start()
+        try:
+            try:
+                update = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                update = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self.aclose()
+            problem = self._scheduler.problem
+            if problem is not None:
+                raise problem from None
+            raise StopAsyncIteration from None
+        error = update.error
+        if self._raise_errors and error is not None and not isinstance(error, TaskFailedError):
+            await self.aclose()
+            raise error
+        return update
+
+    async def aclose(self) -> None:
+        """Stop receiving updates (and stop polling, if this stream started it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._receive.close()
+        if self._owns:
+            await self._scheduler.aclose()
+
+    async def __aenter__(self) -> UpdateStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            self._receive.close()
+            if self._owns:
+                self._scheduler.cancel_soon()
+
+
+class TaskHandle:
+    """One task added to a :class:`Watcher`; await :meth:`wait` for its outcome.
+
+    Any number of coroutines may wait on the same handle.
+    """
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: Entry) -> None:
+        self._entry = entry
+
+    def __repr__(self) -> str:
+        state = "done" if self._entry.done else "watching"
+        return f"<TaskHandle {self._entry.task_id!r} {state}>"
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        return self._entry.task_id
+
+    @property
+    def latest(self) -> Task | None:
+        """The task as last seen, or ``None`` before the first answer."""
+        return self._entry.task
+
+    def done(self) -> bool:
+        """Whether the task's watch has ended (success, failure, error, deadline, close)."""
+        return self._entry.done
+
+    async def wait(self) -> Task:
+        """Wait for the task to finish and return it.
+
+        Returns:
+            The final :class:`Task`, whose status is SUCCESS.
+
+        Raises:
+            TaskFailedError: the task ended in FAILURE.
+            WaitTimeoutError: its deadline passed.
+            TaskNotFoundError: the task does not exist (after the grace period).
+            AuthenticationError, PermissionDeniedError: the key was refused (ends every task
+                of the watcher).
+            BadRequestError: the server refused the query for another reason.
+            ResponseDecodeError: an answer could not be read as a task.
+            RuntimeError: the watcher was closed before the task finished.
+
+        Cancelling the waiting coroutine stops only this wait: the task stays watched.
+        """
+        entry = self._entry
+        if not entry.done:
+            if entry.waiters is None:
+                entry.waiters = anyio.Event()
+            await entry.waiters.wait()
+        return self.result()
+
+    def result(self) -> Task:
+        """The outcome of a finished task, as :meth:`wait` gives it, without waiting.
+
+        Raises:
+            RuntimeError: the task has not finished yet.
+        """
+        entry = self._entry
+        if not entry.done:
+            raise RuntimeError(f"task {entry.task_id!r} has not finished yet")
+        outcome = entry.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+
+class Watcher:
+    """A long-lived scheduler that tasks can be added to while it runs.
+
+    Create it with :meth:`AnyFast.watcher`. Share one across the request handlers of a web
+    app or the jobs of a worker::
+
+        async with client.watcher(concurrency=64) as watcher:
+            handle = watcher.add("asyntask_...")
+            task = await handle.wait()
+
+    Closing it (leaving the ``async with``) stops all polling; tasks still being watched end
+    with a ``RuntimeError`` for their waiters.
+    """
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def __repr__(self) -> str:
+        return f"<Watcher watching={len(self._scheduler)}>"
+
+    async def __aenter__(self) -> Watcher:
+        self._scheduler.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop polling; waiters of unfinished tasks get a ``RuntimeError``."""
+        await self._scheduler.aclose()
+
+    def add(self, task_id: str, *, timeout: float | UnsetType | None = UNSET) -> TaskHandle:
+        """Start watching ``task_id`` and return its handle.
+
+        Adding a task that is already watched returns a handle to the same watch.
+
+        Args:
+            task_id: The task's id.
+            timeout: Seconds from now until the task's deadline; defaults to the watcher's.
+                ``None``: no deadline.
+
+        Raises:
+            TypeError: the id is not a string.
+            ValueError: the id is empty, or ``timeout`` is not > 0.
+            RuntimeError: the watcher is not running (not entered yet, or closed).
+        """
+        if not self._scheduler.running:
+            raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
+        return TaskHandle(self._scheduler.add(task_id, timeout))
+
+    def add_many(
+        self, task_ids: Iterable[str], *, timeout: float | UnsetType | None = UNSET
+    ) -> list[TaskHandle]:
+        """:meth:`add` each id; returns the handles in the same order.
+
+        Args:
+            task_ids: The tasks' ids.
+            timeout: As for :meth:`add`, for each of them.
+
+        Raises:
+            TypeError, ValueError, RuntimeError: as for :meth:`add`, for the first id that
+                fails (the ids before it are watched).
+        """
+        return [self.add(task_id, timeout=timeout) for task_id in task_ids]
+
+    def __len__(self) -> int:
+        """The number of tasks being watched now."""
+        return len(self._scheduler)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._scheduler
+
+    def updates(self, *, buffer: int = 1024) -> UpdateStream:
+        """A stream of the updates of every task, from now on, merged.
+
+        Each call gives an independent stream. A stream that is not read holds back the
+        watcher once ``buffer`` updates wait in it: read it, or close it.
+
+        Args:
+            buffer: How many updates may wait in the stream before the watcher waits for
+                its reader.
+        """
+        return UpdateStream(
+            self._scheduler, buffer=buffer, owns_scheduler=False, raise_errors=False
+        )
+
+    def __aiter__(self) -> UpdateStream:
+        return self.updates()
+
+    def statistics(self) -> WatcherStatistics:
+        """An immutable snapshot of the counters: polls, errors, throttles, tasks by state."""
+        return self._scheduler.statistics()
+
+
+async def wait_for(updates: UpdateStream, task_id: str) -> Task:
+    """Read a one-task stream to its end; return the task or raise what ended it."""
+    last = None
+    async with updates:
+        async for update in updates:
+            last = update
+    if last is None or not last.is_terminal or (last.task is None and last.error is None):
+        raise RuntimeError(f"the watch of task {task_id!r} ended before the task did")
+    outcome = last.outcome()
+    if isinstance(outcome, AnyFastError):
+        raise outcome
+    return outcome
+
+
+async def wait_many(
+    engine: Engine,
+    updates: UpdateStream,
+    task_ids: list[str],
+    *,
+    download_to: str | os.PathLike[str] | None,
+    download_concurrency: int,
+) -> Outcomes:
+    """Read a many-task stream to its end, downloading each success into ``download_to``
+    while the others are still watched; the outcomes in the order of ``task_ids``."""
+    found: dict[str, Task | AnyFastError] = {}
+    files: dict[str, Path] = {}
+    limiter = anyio.CapacityLimiter(download_concurrency) if download_to else None
+
+    async def fetch(task: Task) -> None:
+        assert limiter is not None
+        assert download_to is not None
+        async with limiter:
+            try:
+                files[task.task_id] = await download(engine, task, download_to, folder=True)
+            except AnyFastError as exc:
+                found[task.task_id] = exc
+
+    try:
+        async with updates:
+            if download_to is not None:
+                await anyio.Path(download_to).mkdir(parents=True, exist_ok=True)
+            async with anyio.create_task_group() as downloads:
+                async for update in updates:
+                    if not update.is_terminal:
+                        continue
+                    outcome = found[update.task_id] = update.outcome()
+                    if limiter is not None and isinstance(outcome, Task) and outcome.result_url:
+                        downloads.start_soon(fetch, outcome)
+    except BaseExceptionGroup as group:  # raise the error itself, as documented
+        raise unwrap(group) from None
+    outcomes = Outcomes()
+    for task_id in task_ids:
+        outcomes[task_id] = found[task_id]
+        if task_id in files:
+            outcomes.files[task_id] = files[task_id]
+    return outcomes
+
+
+class CreateAndWatchStream:
+    """An async iterator returned by :meth:`AnyFast.create_and_watch
+    <anyfast_async.AnyFast.create_and_watch>`: the :class:`~anyfast_async.CreatedTask` first,
+    then the :class:`~anyfast_async.TaskUpdate` s of the task, as :meth:`AnyFast.watch
+    <anyfast_async.AnyFast.watch>` yields them.
+
+    The create call is sent when iteration starts. Use it as an async context manager (or
+    call :meth:`aclose`) to stop at a point you choose, as with :class:`UpdateStream`.
+    """
+
+    def __init__(self, create: Callable[[], Awaitable[CreatedTask]], scheduler: Scheduler) -> None:
+        self._create: Callable[[], Awaitable[CreatedTask]] | None = create
+        self._scheduler = scheduler
+        self._updates = UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
+
+    def __aiter__(self) -> CreateAndWatchStream:
+        return self
+
+    async def __anext__(self) -> CreatedTask | TaskUpdate:
+        create, self._create = self._create, None
+        if create is None:
+            return await self._updates.__anext__()
+        try:
+            created = await create()
+            self._scheduler.add(created.task_id)
+        except BaseException:
+            await self.aclose()
+            raise
+        return created
+
+    async def aclose(self) -> None:
+        """Stop: no create call if it was not sent yet, and no more polling."""
+        self._create = None
+        await self._updates.aclose()
+
+    async def __aenter__(self) -> CreateAndWatchStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
