@@ -27,7 +27,7 @@ from ._requests import (
     TextToVideo,
     VideoEdit,
 )
-from ._watch import CreateAndWatchStream, UpdateStream, new_scheduler, wait_for
+from ._watch import CreateAndWatchStream, follow, one_task_scheduler, wait_for
 
 __all__ = ["CreateCalls"]
 
@@ -272,13 +272,8 @@ class CreateCalls:
             AnyFastError: the errors of :meth:`create`, then those of :meth:`wait` (a
                 :class:`TaskFailedError` or :class:`WaitTimeoutError` carries the id).
         """
-        scheduler = new_scheduler(
-            self._engine,
-            concurrency=1,
-            timeout=timeout,
-            poll=poll,
-            poll_interval=poll_interval,
-            close_when_idle=True,
+        scheduler = one_task_scheduler(
+            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
         )
         created = await self.create(request)
         if on_created is not None:
@@ -286,8 +281,7 @@ class CreateCalls:
             if inspect.isawaitable(result):
                 await result
         scheduler.add(created.task_id)
-        updates = UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
-        return await wait_for(updates, created.task_id)
+        return await wait_for(follow(scheduler), created.task_id)
 
     def create_and_watch(
         self,
@@ -329,12 +323,7 @@ class CreateCalls:
             AnyFastError: while iterating, the errors of :meth:`create`, then those of
                 :meth:`watch`.
         """
-        scheduler = new_scheduler(
-            self._engine,
-            concurrency=1,
-            timeout=timeout,
-            poll=poll,
-            poll_interval=poll_interval,
-            close_when_idle=True,
+        scheduler = one_task_scheduler(
+            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
         )
         return CreateAndWatchStream(lambda: self.create(request), scheduler)

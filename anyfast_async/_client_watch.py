@@ -14,7 +14,15 @@ from ._config import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._engine import Engine
 from ._models import Task
 from ._updates import Outcomes
-from ._watch import UpdateStream, Watcher, new_scheduler, wait_for, wait_many
+from ._watch import (
+    UpdateStream,
+    Watcher,
+    follow,
+    new_scheduler,
+    one_task_scheduler,
+    wait_for,
+    wait_many,
+)
 
 __all__ = ["WatchCalls"]
 
@@ -69,16 +77,11 @@ class WatchCalls:
             BadRequestError: the server refused the query for another reason.
             ResponseDecodeError: an answer could not be read as a task.
         """
-        scheduler = new_scheduler(
-            self._engine,
-            concurrency=1,
-            timeout=timeout,
-            poll=poll,
-            poll_interval=poll_interval,
-            close_when_idle=True,
+        scheduler = one_task_scheduler(
+            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
         )
         scheduler.add(task_id)
-        return UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
+        return follow(scheduler)
 
     async def wait(
         self,

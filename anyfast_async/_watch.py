@@ -28,7 +28,9 @@ __all__ = [
     "TaskHandle",
     "UpdateStream",
     "Watcher",
+    "follow",
     "new_scheduler",
+    "one_task_scheduler",
     "wait_for",
     "wait_many",
 ]
@@ -61,6 +63,27 @@ def new_scheduler(
         timeout=timeout,
         close_when_idle=close_when_idle,
     )
+
+
+def one_task_scheduler(
+    engine: Engine, *, timeout: float | None, poll: PollPolicy | None, poll_interval: float | None
+) -> Scheduler:
+    """The scheduler of a one-task watch (``watch``, ``wait``, the create-then-wait forms):
+    one poller, and it ends with its task. Checked as :func:`new_scheduler` checks."""
+    return new_scheduler(
+        engine,
+        concurrency=1,
+        timeout=timeout,
+        poll=poll,
+        poll_interval=poll_interval,
+        close_when_idle=True,
+    )
+
+
+def follow(scheduler: Scheduler) -> UpdateStream:
+    """The stream of a one-task scheduler: it owns the scheduler, and raises the error that
+    ends the watch (other than FAILURE, which is a terminal update)."""
+    return UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
 
 
 class UpdateStream:
@@ -378,7 +401,7 @@ class CreateAndWatchStream:
     def __init__(self, create: Callable[[], Awaitable[CreatedTask]], scheduler: Scheduler) -> None:
         self._create: Callable[[], Awaitable[CreatedTask]] | None = create
         self._scheduler = scheduler
-        self._updates = UpdateStream(scheduler, buffer=16, owns_scheduler=True, raise_errors=True)
+        self._updates = follow(scheduler)
 
     def __aiter__(self) -> CreateAndWatchStream:
         return self
