@@ -50,8 +50,10 @@ from ._models import (
 from ._requests import (
     CreateRequest,
     ImageToVideo,
+    Ratio,
     RawCreate,
     ReferenceToVideo,
+    Resolution,
     TextToVideo,
     VideoEdit,
 )
@@ -83,8 +85,10 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "Ratio",
     "RawCreate",
     "ReferenceToVideo",
+    "Resolution",
     "ResponseDecodeError",
     "ResultExpiredError",
     "RetryPolicy",

@@ -429,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1")
     try:
         code: int = asyncio.run(args.run(args))
+        sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
         return code
     except _Usage as exc:
         print(f"anyfast: error: {exc}", file=sys.stderr)

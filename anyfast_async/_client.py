@@ -36,7 +36,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._download import DOWNLOAD_READ_TIMEOUT, Progress, download
+from ._download import DOWNLOAD_READ_TIMEOUT, download
 from ._engine import Engine
 from ._models import Task
 from ._requests import task_path
@@ -208,7 +208,7 @@ class AnyFast(CreateCalls, WatchCalls):
         task_or_id: Task | str,
         dest: str | os.PathLike[str] = ".",
         *,
-        progress: Progress | None = None,
+        progress: Callable[[int, int | None], Awaitable[object] | object] | None = None,
         read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
     ) -> Path:
         """Download a finished task's video to ``dest``; return the file's path.

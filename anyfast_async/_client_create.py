@@ -92,15 +92,25 @@ class CreateCalls:
 
             created = await client.create_text_to_video("A cat running on grass", duration=5)
 
-        The arguments are those of :class:`TextToVideo`: ``prompt``, ``resolution``,
-        ``ratio``, ``duration``, ``watermark`` and ``seed``, validated before anything is sent.
-        One left as ``None`` is not sent, so the server's default applies (1080P, 16:9, 5 s,
-        watermark on).
+        Arguments left as ``None`` are not sent, so the server's defaults apply (1080P, 16:9,
+        5 s, watermark on). Values are validated before anything is sent.
+
+        Args:
+            prompt: What to generate (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
 
         Raises:
             ValueError: an argument outside the documented limits (nothing is sent).
             TypeError: an argument of the wrong type (nothing is sent).
-            AnyFastError: as for :meth:`create`.
+            RuntimeError: the client is not open.
+            AnyFastError: the server's answer, as for :meth:`create`.
         """
         return await self.create(
             TextToVideo(
@@ -126,14 +136,25 @@ class CreateCalls:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 image-to-video task: ``create(ImageToVideo(...))``.
 
-        The arguments are those of :class:`ImageToVideo`: ``image`` (the first frame's
-        http(s) URL), ``prompt``, ``resolution``, ``ratio``, ``duration``, ``watermark`` and
-        ``seed``. One left as ``None`` is not sent.
+        Arguments left as ``None`` are not sent.
+
+        Args:
+            image: The first frame: an ``http(s)`` URL.
+            prompt: What happens in the video (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
 
         Raises:
             ValueError: an argument outside the documented limits (nothing is sent).
             TypeError: an argument of the wrong type (nothing is sent).
-            AnyFastError: as for :meth:`create`.
+            RuntimeError: the client is not open.
+            AnyFastError: the server's answer, as for :meth:`create`.
         """
         return await self.create(
             ImageToVideo(
@@ -161,14 +182,27 @@ class CreateCalls:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 reference-to-video task: ``create(ReferenceToVideo(...))``.
 
-        The arguments are those of :class:`ReferenceToVideo`: ``images`` (1 to
-        ``max_images`` http(s) URLs; AnyFast documents 3), ``prompt``, ``resolution``,
-        ``ratio``, ``duration``, ``watermark`` and ``seed``. One left as ``None`` is not sent.
+        Arguments left as ``None`` are not sent.
+
+        Args:
+            images: 1 to ``max_images`` reference images, as ``http(s)`` URLs.
+            prompt: What to generate (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            ratio: ``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"`` or ``"3:4"`` (default ``16:9``).
+            duration: Seconds, 3 to 15 (default 5).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+            max_images: The most images accepted (AnyFast documents 3; the upstream model
+                takes up to 9).
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
 
         Raises:
             ValueError: an argument outside the documented limits (nothing is sent).
             TypeError: an argument of the wrong type (nothing is sent).
-            AnyFastError: as for :meth:`create`.
+            RuntimeError: the client is not open.
+            AnyFastError: the server's answer, as for :meth:`create`.
         """
         return await self.create(
             ReferenceToVideo(
@@ -195,14 +229,25 @@ class CreateCalls:
     ) -> CreatedTask:
         """Create a HappyHorse 1.0 video-edit task: ``create(VideoEdit(...))``.
 
-        The arguments are those of :class:`VideoEdit`: ``video`` and ``reference_image``
-        (http(s) URLs), ``prompt``, ``resolution``, ``watermark`` and ``seed``. One left as
-        ``None`` is not sent.
+        Arguments left as ``None`` are not sent; ``ratio`` and ``duration`` do not apply to an
+        edit (the output follows the video).
+
+        Args:
+            video: The video to edit: an ``http(s)`` URL.
+            reference_image: The reference image: an ``http(s)`` URL.
+            prompt: The edit to make (not empty).
+            resolution: ``"720P"`` or ``"1080P"`` (server default ``1080P``).
+            watermark: ``False`` removes the mark (default ``True``).
+            seed: 0 to 2147483647.
+
+        Returns:
+            The :class:`CreatedTask`: its ``task_id`` is what to keep.
 
         Raises:
             ValueError: an argument outside the documented limits (nothing is sent).
             TypeError: an argument of the wrong type (nothing is sent).
-            AnyFastError: as for :meth:`create`.
+            RuntimeError: the client is not open.
+            AnyFastError: the server's answer, as for :meth:`create`.
         """
         return await self.create(
             VideoEdit(
@@ -233,7 +278,8 @@ class CreateCalls:
         Raises:
             ValueError: ``model`` is empty.
             TypeError: ``body`` is not a mapping.
-            AnyFastError: as for :meth:`create`.
+            RuntimeError: the client is not open.
+            AnyFastError: the server's answer, as for :meth:`create`.
         """
         return await self.create(RawCreate(model, body))
 
@@ -257,8 +303,8 @@ class CreateCalls:
             request: What to create, as for :meth:`create`.
             on_created: Called with the :class:`CreatedTask` before the wait begins; awaited
                 if it returns an awaitable.
-            timeout: Seconds from the create's answer until the deadline (default 1800);
-                ``None`` for none.
+            timeout: Seconds from the start of the wait (after ``on_created`` returned) until
+                the deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
 
@@ -307,8 +353,8 @@ class CreateCalls:
 
         Args:
             request: What to create, as for :meth:`create`.
-            timeout: Seconds from the create's answer until the deadline (default 1800);
-                ``None`` for none.
+            timeout: Seconds from the start of the watch (the step after the
+                :class:`CreatedTask`) until the deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
 

@@ -209,8 +209,11 @@ class WatchCalls:
             The :class:`Outcomes`: task id to :class:`Task` or error, and ``files``.
 
         Raises:
-            TypeError, ValueError, RuntimeError, AnyFastError: as for :meth:`watch_many`.
+            ValueError: ``download_concurrency`` < 1, or as for :meth:`watch_many`.
+            TypeError, RuntimeError, AnyFastError: as for :meth:`watch_many`.
         """
+        if download_concurrency < 1:
+            raise ValueError(f"download_concurrency must be >= 1, got {download_concurrency!r}")
         ids = list(dict.fromkeys(task_ids))
         updates = self.watch_many(
             ids, concurrency=concurrency, timeout=timeout, poll=poll, poll_interval=poll_interval

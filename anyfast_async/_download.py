@@ -25,7 +25,7 @@ from ._exceptions import APIConnectionError, ResultExpiredError, TaskFailedError
 from ._models import Task, TaskStatus
 from ._transport import REQUEST_ID_HEADER, Stream
 
-__all__ = ["DOWNLOAD_READ_TIMEOUT", "Progress", "download", "result_path"]
+__all__ = ["DOWNLOAD_READ_TIMEOUT", "Progress", "download"]
 
 #: Longest wait for the next piece of a download, in seconds.
 DOWNLOAD_READ_TIMEOUT: Final = 30.0

@@ -1,9 +1,12 @@
 """The engine: sends one request to the API and turns the answer into a result or an error.
 
-Every request of the SDK goes through an :class:`Engine`: a task query (once, or retried), a
-create call, a download's stream. It owns the transport, the client's shared polling budget,
-the per-request retry policy and the open/closed state; the schedulers, the downloads and the
-public :class:`~anyfast_async.AnyFast` are given the engine and use nothing else.
+Every request of the SDK goes through an :class:`Engine`: a task query (once, or retried) and
+a create call, whose answers it decodes or turns into the error they stand for (reporting a 429
+to the shared polling budget), and a download's stream, which it opens under its retry policy
+(the download module reads the storage's answer itself: a storage 429 does not slow polling).
+It owns the transport, the client's shared polling budget, the per-request retry policy and
+the open/closed state; the schedulers, the downloads and the public
+:class:`~anyfast_async.AnyFast` are given the engine and use nothing else.
 """
 
 from __future__ import annotations
@@ -173,6 +176,10 @@ class Engine:
             response = await self._transport.request("GET", path)
         if 200 <= response.status < 300:
             self.budget.succeeded()
+            if not response.oversize:  # the common case, decoded here: one call less
+                return decode_task(
+                    response.body, status_code=response.status, request_id=response.request_id
+                )
         return self._result(response, decode_task)
 
     async def get_task(self, path: str) -> Task:
@@ -246,10 +253,6 @@ class Engine:
             what=what,
             retryable=retryable,
         )
-
-    def same_origin(self, url: yarl.URL) -> bool:
-        """Whether ``url`` has the API's origin (and so may carry the key)."""
-        return self._transport.same_origin(url)
 
     def stream(
         self, url: yarl.URL, *, read_timeout: float | None

@@ -25,7 +25,6 @@ __all__ = [
     "Task",
     "TaskStatus",
     "parse_progress",
-    "to_datetime",
 ]
 
 
@@ -130,7 +129,7 @@ def _is_result_url(value: str | None) -> bool:
     )
 
 
-def to_datetime(value: float | None) -> datetime | None:
+def _timestamp(value: float | None) -> datetime | None:
     """Unix seconds as an aware UTC datetime; ``None`` for a missing, zero or absurd value."""
     if not value or value <= 0:
         return None
@@ -389,17 +388,17 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     @property
     def submitted_at(self) -> datetime | None:
         """When the task was submitted (UTC), or ``None`` if unknown."""
-        return to_datetime(self.submit_time)
+        return _timestamp(self.submit_time)
 
     @property
     def started_at(self) -> datetime | None:
         """When the provider started the task (UTC), or ``None`` if unknown or not yet."""
-        return to_datetime(self.start_time)
+        return _timestamp(self.start_time)
 
     @property
     def finished_at(self) -> datetime | None:
         """When the task finished (UTC), or ``None`` if unknown or not yet."""
-        return to_datetime(self.finish_time)
+        return _timestamp(self.finish_time)
 
     @property
     def dashscope(self) -> DashScopePayload | None:
@@ -455,4 +454,4 @@ class CreatedTask(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def created_at(self) -> datetime | None:
         """When the task was created (UTC), or ``None`` if not sent."""
-        return to_datetime(self.created_time)
+        return _timestamp(self.created_time)

@@ -119,21 +119,22 @@ async def retrying(
         try:
             return await call(attempt + 1)
         except AnyFastError as exc:
-            delay = retry_delay(
-                exc,
-                attempt + 1,
-                backoff=policy.backoff,
-                max_retry_after=policy.max_retry_after,
-                rng=rng,
-                retryable=retryable,
-            )
-            if delay is None:
+            if not retryable(exc):
                 raise
             if attempt >= policy.max_retries:
                 if attempt:
                     _note(exc, f"gave up after {attempt + 1} attempts")
                 raise
             attempt += 1
+            delay = retry_delay(
+                exc,
+                attempt,
+                backoff=policy.backoff,
+                max_retry_after=policy.max_retry_after,
+                rng=rng,
+                retryable=retryable,
+            )
+            assert delay is not None  # retryable, as checked above
             logger.debug(
                 "retrying %s in %.3f s (retry %d of %d) after %s: %s",
                 what,

@@ -91,6 +91,14 @@ class Entry:
         self.outcome: Task | BaseException | None = None
         self.waiters: anyio.Event | None = None
 
+    async def finished(self) -> None:
+        """Wait until the watch of this task has ended (at once if it has)."""
+        if self.done:
+            return
+        if self.waiters is None:
+            self.waiters = anyio.Event()
+        await self.waiters.wait()
+
     def update(
         self, *, previous: TaskStatus | None, terminal: bool, error: AnyFastError | None = None
     ) -> TaskUpdate:
@@ -218,8 +226,11 @@ class Scheduler:
         self._engine.track(self)
 
     def cancel_soon(self) -> None:
-        """Cancel the polling task without waiting for it (for finalizers)."""
-        if self._runner is not None and not self._runner.done():
+        """Cancel the polling task without waiting for it (for finalizers). A scheduler that
+        never started is shut down at once, closing its subscribers' streams."""
+        if self._runner is None:
+            self._shutdown()
+        elif not self._runner.done():
             self._runner.cancel()
 
     async def aclose(self) -> None:
@@ -415,8 +426,7 @@ class Scheduler:
             backoff=self._poll.error_delay,
             max_retry_after=self._engine.retry.max_retry_after,
             rng=self._rng,
-            # "not found" right after a create is the gateway catching up, not an answer.
-            retryable=lambda e: is_retryable(e) or (young and isinstance(e, TaskNotFoundError)),
+            retryable=_retryable_while_young if young else is_retryable,
         )
         if delay is None:
             await self._finish(
@@ -512,3 +522,9 @@ class Scheduler:
             in_flight=self._in_flight,
             rate_cap=self._engine.budget.rate_cap,
         )
+
+
+def _retryable_while_young(exc: BaseException) -> bool:
+    """Transient for a task just added: "not found" right after a create is the gateway
+    catching up (it stores the task after answering the create), not an answer."""
+    return is_retryable(exc) or isinstance(exc, TaskNotFoundError)

@@ -210,9 +210,7 @@ class TaskHandle:
         """
         entry = self._entry
         if not entry.done:
-            if entry.waiters is None:
-                entry.waiters = anyio.Event()
-            await entry.waiters.wait()
+            await entry.finished()
         return self.result()
 
     def result(self) -> Task:
@@ -400,28 +398,46 @@ class CreateAndWatchStream:
 
     def __init__(self, create: Callable[[], Awaitable[CreatedTask]], scheduler: Scheduler) -> None:
         self._create: Callable[[], Awaitable[CreatedTask]] | None = create
+        self._creating = False
+        self._created: CreatedTask | None = None
         self._scheduler = scheduler
-        self._updates = follow(scheduler)
+        self._updates: UpdateStream | None = None
+        self._closed = False
 
     def __aiter__(self) -> CreateAndWatchStream:
         return self
 
     async def __anext__(self) -> CreatedTask | TaskUpdate:
+        if self._creating:
+            raise RuntimeError("the create call of this stream is still under way")
+        if self._updates is not None:
+            return await self._updates.__anext__()
+        if self._closed:
+            raise StopAsyncIteration
         create, self._create = self._create, None
         if create is None:
+            # The task exists: its watch starts now, as it would after ``yield`` in a loop.
+            assert self._created is not None
+            self._scheduler.add(self._created.task_id)
+            self._updates = follow(self._scheduler)
             return await self._updates.__anext__()
+        self._creating = True
         try:
-            created = await create()
-            self._scheduler.add(created.task_id)
+            self._created = await create()
         except BaseException:
-            await self.aclose()
+            self._closed = True
             raise
-        return created
+        finally:
+            self._creating = False
+        # Handed back even if the stream was closed meanwhile: a created task is paid for.
+        return self._created
 
     async def aclose(self) -> None:
         """Stop: no create call if it was not sent yet, and no more polling."""
+        self._closed = True
         self._create = None
-        await self._updates.aclose()
+        if self._updates is not None:
+            await self._updates.aclose()
 
     async def __aenter__(self) -> CreateAndWatchStream:
         return self

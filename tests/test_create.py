@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyfast_async import (
@@ -401,3 +403,43 @@ async def test_not_found_right_after_create_is_ridden_out(
     server.inject(Fault.task_not_exist(), times=3, task_id=created.task_id)
     task = await client.wait(created.task_id, poll=FAST)
     assert task.status is TaskStatus.SUCCESS
+
+
+async def test_create_and_watch_hands_back_a_task_created_while_it_was_closed(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """A stream closed while its create call is in flight still hands back the CreatedTask
+    (the task exists and is paid for), then ends; a second step during the create is refused."""
+    server.latency = 1.0  # the create stays on the wire while the test acts
+    events = client.create_and_watch(TextToVideo(prompt="x"), poll=FAST)
+    got: list[object] = []
+
+    async def first() -> None:
+        got.append(await events.__anext__())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        while server.in_flight == 0:  # the create has reached the server
+            await anyio.lowlevel.checkpoint()
+        with pytest.raises(RuntimeError, match="still under way"):
+            await events.__anext__()
+        await events.aclose()
+    assert isinstance(got[0], CreatedTask)
+    assert got[0].task_id == server.created[0].task_id
+    assert [e async for e in events] == []
+    assert server.polls(got[0].task_id) == 0
+
+
+async def test_streams_dropped_unread_leave_nothing_open(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """A watch that is never iterated, or a create_and_watch left after its CreatedTask, is
+    collected without an unclosed stream (which would warn, and fail this suite)."""
+    server.add_task("t1")
+    client.watch("t1", poll=FAST)
+    async for event in client.create_and_watch(TextToVideo(prompt="x"), poll=FAST):
+        assert isinstance(event, CreatedTask)
+        break
+    gc.collect()
+    await anyio.lowlevel.checkpoint()
+    assert server.polls("t1") == 0

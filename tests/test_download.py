@@ -252,3 +252,14 @@ async def test_redirect_to_a_non_http_url_is_refused(
     with pytest.raises(APIConnectionError, match="only http"):
         await client.download("t1", tmp_path)
     assert leftovers(tmp_path) == []
+
+
+async def test_wait_many_refuses_no_room_for_downloads(
+    server: FakeAnyFast, client: AnyFast, tmp_path: Path
+) -> None:
+    """download_concurrency below 1 is refused before anything is sent (0 would wait forever)."""
+    server.add_task("t1")
+    with pytest.raises(ValueError, match="download_concurrency"):
+        await client.wait_many(["t1"], download_to=tmp_path / "out", download_concurrency=0)
+    assert server.requests == []
+    assert not (tmp_path / "out").exists()

@@ -6,8 +6,17 @@ import random
 
 import pytest
 
-from anyfast_async import PollPolicy, TaskStatus, Throttle
+from anyfast_async import (
+    BadRequestError,
+    PollPolicy,
+    RateLimitError,
+    RetryPolicy,
+    TaskNotFoundError,
+    TaskStatus,
+    Throttle,
+)
 from anyfast_async._budget import Pacer
+from anyfast_async._retry import retry_delay
 
 
 def test_default_cadence() -> None:
@@ -244,3 +253,72 @@ def test_throttling_never_raises_the_cap_above_max_rate() -> None:
     p = pacer(time, max_rate=0.5, min_rate=1.0)
     p.throttled(None)
     assert p.rate_cap == 0.5
+
+
+# -- the one retry decision -------------------------------------------------------------------
+
+
+def _throttled(retry_after: float | None) -> RateLimitError:
+    return RateLimitError("slow down", status_code=429, retry_after=retry_after)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [(None, 5.0), (2.0, 5.0), (7.0, 7.0), (600.0, 60.0)],
+)
+def test_retry_delay_is_the_backoff_or_a_longer_retry_after(
+    retry_after: float | None, expected: float
+) -> None:
+    """The wait after a failure is the policy's backoff, never shorter than the server's
+    Retry-After, which is capped."""
+    delay = retry_delay(
+        _throttled(retry_after),
+        3,
+        backoff=lambda attempt, rng: attempt + 2.0,
+        max_retry_after=60.0,
+        rng=random.Random(0),
+    )
+    assert delay == expected
+
+
+def test_retry_delay_refuses_what_is_not_transient() -> None:
+    """A failure that another try cannot help is not retried (None), whatever it asked."""
+    refused = BadRequestError("no", status_code=400, retry_after=1.0)
+    assert (
+        retry_delay(refused, 1, backoff=lambda a, r: 1.0, max_retry_after=60, rng=random.Random())
+        is None
+    )
+    gone = TaskNotFoundError("gone", status_code=400, code="task_not_exist")
+    assert (
+        retry_delay(gone, 1, backoff=lambda a, r: 1.0, max_retry_after=60, rng=random.Random())
+        is None
+    )
+    assert (
+        retry_delay(
+            gone,
+            1,
+            backoff=lambda a, r: 1.0,
+            max_retry_after=60,
+            rng=random.Random(),
+            retryable=lambda exc: True,
+        )
+        == 1.0
+    )
+
+
+def test_both_policies_feed_the_same_decision() -> None:
+    """RetryPolicy.backoff and PollPolicy.error_delay are the backoffs retry_delay takes: full
+    jitter up to the ceiling for a request, half to all of it for a poll."""
+    rng = random.Random(1)
+    request = [RetryPolicy().backoff(3, rng) for _ in range(200)]
+    assert 0 <= min(request) < 0.5
+    assert max(request) <= 2.0
+    polls = [PollPolicy().error_delay(3, rng) for _ in range(200)]
+    assert min(polls) >= 4.0
+    assert max(polls) <= 8.0
+    assert (
+        retry_delay(
+            _throttled(30.0), 3, backoff=PollPolicy().error_delay, max_retry_after=60, rng=rng
+        )
+        == 30.0
+    )
