@@ -184,8 +184,12 @@ class Engine:
 
     async def get_task(self, path: str) -> Task:
         """The task at ``path``, with transient failures retried per the retry policy."""
-        return await self.retrying(
-            lambda attempt: self.fetch_task(path, attempt), what=f"GET {path}"
+        return await retrying(  # directly: one coroutine level less on every get
+            lambda attempt: self.fetch_task(path, attempt),
+            policy=self.retry,
+            sleep=self.sleep,
+            rng=self.rng,
+            what=f"GET {path}",
         )
 
     async def create(self, body: bytes) -> CreatedTask:
