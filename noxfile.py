@@ -23,7 +23,14 @@ nox.options.reuse_existing_virtualenvs = True
 
 PACKAGE = "anyfast_async"
 # What the examples use beyond the package: the web frameworks and the job queue.
-EXAMPLE_DEPS = ["fastapi>=0.115", "uvicorn>=0.30", "arq>=0.26", "redis>=5.0.1"]
+EXAMPLE_DEPS = [
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "arq>=0.26",
+    "redis>=5.0.1",
+    "httpx>=0.27",
+    "asgi-lifespan>=2.1",
+]
 
 
 @nox.session
@@ -194,6 +201,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_decode.py", "--json", "benchmarks/decode.json", *quick)
     session.run(
         "python", "benchmarks/bench_cadence.py", "--json", "benchmarks/cadence.json", *quick
+    )
+    session.run(
+        "python", "benchmarks/bench_throttle.py", "--json", "benchmarks/throttle.json", *quick
     )
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs

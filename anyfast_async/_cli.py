@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 import warnings
@@ -49,34 +50,6 @@ class _Usage(Exception):
 
 
 # -- output ------------------------------------------------------------------------------------
-
-
-def _task_dict(task: Task) -> dict[str, Any]:
-    return {
-        "task_id": task.task_id,
-        "status": task.status.value,
-        "raw_status": task.raw_status,
-        "progress": task.progress,
-        "result_url": task.result_url,
-        "error": task.error,
-        "submitted_at": task.submitted_at.isoformat() if task.submitted_at else None,
-        "started_at": task.started_at.isoformat() if task.started_at else None,
-        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
-    }
-
-
-def _update_dict(update: TaskUpdate) -> dict[str, Any]:
-    error = update.error
-    return {
-        "task_id": update.task_id,
-        "previous_status": update.previous_status.value if update.previous_status else None,
-        "status": update.status.value if update.status else None,
-        "progress": update.progress,
-        "is_terminal": update.is_terminal,
-        "error_type": type(error).__name__ if error is not None else None,
-        "error": str(error) if error is not None else None,
-        "result_url": update.task.result_url if update.task is not None else None,
-    }
 
 
 def _json_line(value: Any, out: TextIO) -> None:
@@ -123,7 +96,7 @@ class _Bars:
 
     def show(self, update: TaskUpdate) -> None:
         if self._progress is None:
-            _json_line(_update_dict(update), sys.stdout)
+            _json_line(update.to_dict(), sys.stdout)
             return
         row = self._rows.get(update.task_id)
         if row is None:
@@ -204,9 +177,9 @@ async def _get(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         task = await client.get_task(args.task_id)
     if args.json:
-        _json_line(_task_dict(task), sys.stdout)
+        _json_line(task.to_dict(), sys.stdout)
         return EXIT_OK
-    for key, value in _task_dict(task).items():
+    for key, value in task.to_dict().items():
         if value is not None:
             print(f"{key:>13}: {value}")
     return EXIT_OK
@@ -340,6 +313,44 @@ def _demo_summary(
     Console().print(table)
 
 
+# -- the fake server ---------------------------------------------------------------------------
+
+
+async def _fake_server(args: argparse.Namespace) -> int:
+    """Run FakeAnyFast as a local stand-in for AnyFast until SIGINT or SIGTERM."""
+    server = FakeAnyFast(
+        args.api_key,
+        advance="time",
+        host=args.host,
+        port=args.port,
+        max_requests=10_000,
+        rate_limit=args.rate_limit,
+        serve_results=True,
+    )
+    seconds = args.stage_seconds
+    failing = args.fail_prompts_with
+
+    def stages(body: dict[str, Any]) -> list[Stage]:
+        inner = body.get("input")
+        prompt = str(body.get("prompt") or (inner.get("prompt") if isinstance(inner, dict) else ""))
+        if failing and failing in prompt:
+            return FakeAnyFast.failure_stages("content moderation", seconds=seconds)
+        return FakeAnyFast.default_success_stages(seconds=seconds)
+
+    server.create_stages = stages
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        given = "" if args.api_key_given else f" (API key: {args.api_key})"
+        print(f"FakeAnyFast serving on {server.base_url}{given}", flush=True)
+        print(f"  export ANYFAST_BASE_URL={server.base_url}", flush=True)
+        await stop.wait()
+    print(f"stopped after {len(server.created)} tasks created", flush=True)
+    return EXIT_OK
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -405,6 +416,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--tasks", type=int, default=12, help="tasks to create (12)")
     demo.set_defaults(run=_demo)
+
+    fake = commands.add_parser(
+        "fake-server",
+        help="run a fake AnyFast on this machine, to develop against (until Ctrl-C or SIGTERM)",
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    fake.add_argument("--port", type=int, default=8001, help="port (8001; 0: any free one)")
+    fake.add_argument(
+        "--api-key",
+        default=None,
+        help="the key clients must send (default: test-key, which is printed)",
+    )
+    fake.add_argument(
+        "--stage-seconds",
+        type=_positive,
+        default=5.0,
+        help="how long a created task spends in each stage before SUCCESS (5)",
+    )
+    fake.add_argument(
+        "--rate-limit",
+        type=_positive,
+        default=None,
+        help="answer requests beyond this many per second with 429 (default: no limit)",
+    )
+    fake.add_argument(
+        "--fail-prompts-with",
+        metavar="TEXT",
+        default="moderation",
+        help='tasks whose prompt contains TEXT fail ("moderation"; "" for none)',
+    )
+    fake.set_defaults(run=_fake_server)
     return parser
 
 
@@ -424,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "fake-server":
+        args.api_key_given = args.api_key is not None
+        args.api_key = args.api_key if args.api_key is not None else "test-key"
     for name in ("concurrency", "tasks"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} must be at least 1")

@@ -84,6 +84,9 @@ class AnyFast(CreateCalls, WatchCalls):
     Raises:
         ValueError: no API key was given or found, or an argument is invalid. The message names
             ``ANYFAST_API_KEY`` and never contains the key.
+        TypeError: ``timeout``, ``limits``, ``retry`` or ``throttle`` is not of its type
+            (``None`` included: leave an argument out for its default; ``Timeout(total=None)``
+            turns a limit off).
 
     The API key is sent only to the ``base_url`` origin, never appears in ``repr()``, log
     records or exception messages, and redirects are not followed.
@@ -105,11 +108,9 @@ class AnyFast(CreateCalls, WatchCalls):
         throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        retry = (
-            retry
-            if isinstance(max_retries, UnsetType)
-            else (dataclasses.replace(retry, max_retries=max_retries))
-        )
+        _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
+        if not isinstance(max_retries, UnsetType):
+            retry = dataclasses.replace(retry, max_retries=max_retries)
         self._engine = Engine(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url),
@@ -123,6 +124,55 @@ class AnyFast(CreateCalls, WatchCalls):
             sleep=sleep if sleep is not None else anyio.sleep,
             session=session,
         )
+
+    def with_options(
+        self,
+        *,
+        timeout: Timeout | UnsetType = UNSET,
+        retry: RetryPolicy | UnsetType = UNSET,
+        max_retries: int | UnsetType = UNSET,
+        max_retry_after: float | UnsetType = UNSET,
+    ) -> AnyFast:
+        """This client with other per-request options, for some calls.
+
+        ::
+
+            # In a request handler: fail fast instead of sleeping through a Retry-After.
+            quick = client.with_options(max_retries=0, timeout=Timeout(connect=2, total=10))
+            created = await quick.create_text_to_video("A cat on grass")
+
+        The client returned shares this one's connection pool, polling budget and lifecycle:
+        it is open while this one is, and closes with it (do not enter it, nor close it). A
+        timeout raises :class:`APITimeoutError`, which says whether the request may have been
+        sent (``error.sent``); unlike a deadline of your own around the call
+        (``anyio.fail_after``), which cannot.
+
+        Args:
+            timeout: Per-request timeouts for its calls (default: this client's).
+            retry: Its retry policy (default: this client's).
+            max_retries: Shortcut that overrides the policy's ``max_retries`` (``0``: no
+                retry).
+            max_retry_after: Shortcut that overrides the policy's cap on a server-requested
+                ``Retry-After`` wait, in seconds.
+
+        Returns:
+            A client for the calls that need these options.
+
+        Raises:
+            TypeError: ``timeout`` or ``retry`` is not of its type.
+            ValueError: ``max_retries`` or ``max_retry_after`` is negative.
+        """
+        engine = self._engine
+        timeout = engine.timeout if isinstance(timeout, UnsetType) else timeout
+        retry = engine.retry if isinstance(retry, UnsetType) else retry
+        _check_types(timeout=timeout, retry=retry)
+        if not isinstance(max_retries, UnsetType):
+            retry = dataclasses.replace(retry, max_retries=max_retries)
+        if not isinstance(max_retry_after, UnsetType):
+            retry = dataclasses.replace(retry, max_retry_after=max_retry_after)
+        view = object.__new__(type(self))
+        view._engine = engine.derive(timeout=timeout, retry=retry)
+        return view
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -244,3 +294,22 @@ class AnyFast(CreateCalls, WatchCalls):
         return await download(
             self._engine, task, dest, progress=progress, read_timeout=read_timeout
         )
+
+
+def _check_types(**values: object) -> None:
+    """Refuse a configuration value of the wrong type, ``None`` included: "no timeouts" and
+    "the defaults" are both plausible readings of ``None``, and the wrong one would fail far
+    from here."""
+    kinds: dict[str, type] = {
+        "timeout": Timeout,
+        "limits": Limits,
+        "retry": RetryPolicy,
+        "throttle": Throttle,
+    }
+    for name, value in values.items():
+        kind = kinds[name]
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"{name} must be a {kind.__name__} (leave it out for the default), "
+                f"not {type(value).__name__}"
+            )

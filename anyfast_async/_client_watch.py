@@ -8,12 +8,12 @@ the result or the watcher of :mod:`anyfast_async._watch`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ._config import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._engine import Engine
 from ._models import Task
-from ._updates import Outcomes
+from ._updates import Outcomes, TaskUpdate
 from ._watch import (
     UpdateStream,
     Watcher,
@@ -233,17 +233,27 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
     ) -> Watcher:
         """A long-lived scheduler to add tasks to while it runs, for web apps and workers.
 
         ::
 
-            async with client.watcher(concurrency=64) as watcher:
+            async with client.watcher(concurrency=64, on_terminal=save) as watcher:
                 handle = watcher.add(task_id)          # from any coroutine
                 task = await handle.wait()
 
         An authentication error ends every task being watched at that moment (their waiters
         get it), but the watcher keeps running.
+
+        A finished task leaves the watcher (adding it again starts a new watch): keep its
+        outcome where your application keeps its state, with ``on_terminal``. It is called with
+        each task's terminal :class:`TaskUpdate` (success, failure, or the error that ended the
+        watch: see :meth:`TaskUpdate.outcome`) before the task's waiters wake, so a request
+        waiting on the task finds your store up to date. It runs in the watcher's poller: keep
+        it short (a write to your store), or hand longer work to a task group of your own. An
+        exception it raises is logged (logger ``anyfast_async``) and watching goes on. Tasks
+        still watched when the watcher closes are not finished, and are not passed to it.
 
         Args:
             concurrency: Most polls in flight at once, for all the tasks of the watcher
@@ -252,6 +262,8 @@ class WatchCalls:
                 :meth:`Watcher.add` (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            on_terminal: A function or coroutine function called with each task's terminal
+                update (awaited if it returns an awaitable).
 
         Returns:
             A :class:`Watcher`, to enter with ``async with``.
@@ -269,5 +281,6 @@ class WatchCalls:
                 poll=poll,
                 poll_interval=poll_interval,
                 close_when_idle=False,
+                on_terminal=on_terminal,
             )
         )

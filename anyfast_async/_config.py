@@ -314,25 +314,39 @@ class PollPolicy:
 class Throttle:
     """How the client's shared polling budget reacts to HTTP 429.
 
-    One budget is shared by every watch, fan-out and watcher of a client. On a 429 (an
-    "episode": further 429s within the pause count as the same one), new polls pause for the
-    ``Retry-After`` the server sent, else for ``initial_pause`` seconds, doubling per
-    consecutive episode up to ``max_pause``; and the poll rate is capped at half the rate
-    observed before the 429 (never below ``min_rate`` per second). Each successful poll then
-    raises the cap by ``recovery`` (5 %), so the rate climbs back gradually; once it passes
-    ``max_rate`` of the client, or 10,000/s without one, the cap is lifted.
+    One budget is shared by every watch, fan-out and watcher of a client, and by
+    ``get_task`` (the same route); create calls are not counted, since the gateway's create and
+    query routes need not share a limit. The rules are those of TCP's congestion control and
+    botocore's adaptive retries, for a limit the client cannot see:
+
+    * **Decrease.** A 429 caps the poll rate at the rate measured over the last second (or
+      the cap in force) times the share of polls not refused, at least halving it when most
+      are refused, never below ``min_rate``: a rare 429 costs about its share of the rate.
+      429s answering polls sent before the decrease are the same signal and decrease nothing
+      more. A 429 among too few polls to measure a rate (a fresh client's first answers) sets
+      no cap.
+    * **Recovery.** The cap then grows by ``recovery`` per second (doubling, by default),
+      whatever the traffic, and is lifted once it reaches twice the rate that drew the 429 (or
+      ``max_rate``): after a throttle ends, polling is back to what is due within seconds.
+    * **Pauses.** A ``Retry-After`` pauses every poll for that long (capped at
+      ``max_pause``). Without one, a 429 pauses only when throttling persists: most polls
+      refused, with the cap already at ``min_rate``; for ``initial_pause``, doubling up to
+      ``max_pause``.
+
+    The task that got the 429 also backs off on its own (``PollPolicy.error_backoff``).
 
     Args:
-        initial_pause: First pause after a 429 without ``Retry-After``, in seconds (1).
-        max_pause: Longest pause, in seconds (60).
-        min_rate: Lowest rate cap while throttled, in polls per second (1).
-        recovery: Relative growth of the rate cap per successful poll (0.05).
+        initial_pause: First pause of a throttle that persists at ``min_rate``, in seconds (1).
+        max_pause: Longest pause, in seconds (60); also caps a ``Retry-After``.
+        min_rate: Lowest rate cap, in polls per second (1).
+        recovery: Relative growth of the rate cap per second without a decrease (1.0: it
+            doubles each second).
     """
 
     initial_pause: float = 1.0
     max_pause: float = 60.0
     min_rate: float = 1.0
-    recovery: float = 0.05
+    recovery: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.initial_pause >= 0 and self.max_pause >= self.initial_pause):

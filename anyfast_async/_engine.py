@@ -1,16 +1,17 @@
 """The engine: sends one request to the API and turns the answer into a result or an error.
 
 Every request of the SDK goes through an :class:`Engine`: a task query (once, or retried) and
-a create call, whose answers it decodes or turns into the error they stand for (reporting a 429
-to the shared polling budget), and a download's stream, which it opens under its retry policy
-(the download module reads the storage's answer itself: a storage 429 does not slow polling).
-It owns the transport, the client's shared polling budget, the per-request retry policy and
-the open/closed state; the schedulers, the downloads and the public
+a create call, whose answers it decodes or turns into the error they stand for (a query's 429
+is reported to the shared polling budget, a create's is not), and a download's stream, which
+it opens under its retry policy (the download module reads the storage's answer itself). It
+owns the transport, the client's shared polling budget, the per-request retry policy and the
+open/closed state; the schedulers, the downloads and the public
 :class:`~anyfast_async.AnyFast` are given the engine and use nothing else.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 import random
@@ -48,6 +49,16 @@ class _State(enum.Enum):
     NEW = "not opened"
     OPEN = "open"
     CLOSED = "closed"
+
+
+class _Lifecycle:
+    """The open/closed state of a client, shared by the engines derived from its own."""
+
+    __slots__ = ("dependents", "state")
+
+    def __init__(self) -> None:
+        self.state = _State.NEW
+        self.dependents: weakref.WeakSet[_Closeable] = weakref.WeakSet()
 
 
 class Engine:
@@ -99,8 +110,22 @@ class Engine:
             max_response_bytes=max_response_bytes,
             session=session,
         )
-        self._state = _State.NEW
-        self._dependents: weakref.WeakSet[_Closeable] = weakref.WeakSet()
+        self._life = _Lifecycle()
+        self._owner = True  # False for an engine derived with other options
+        self._request_timeout: aiohttp.ClientTimeout | None = None  # None: the transport's
+
+    def derive(self, *, timeout: Timeout, retry: RetryPolicy) -> Engine:
+        """An engine with other per-request options, sharing this one's transport (its
+        connection pool), polling budget and open/closed state. It opens and closes with this
+        one, never by itself."""
+        view = copy.copy(self)
+        view.timeout = timeout
+        view.retry = retry
+        view._owner = False
+        view._request_timeout = (
+            None if timeout == self.timeout else self._transport.client_timeout(timeout)
+        )
+        return view
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,34 +137,39 @@ class Engine:
     @property
     def state(self) -> str:
         """``"not opened"``, ``"open"`` or ``"closed"``."""
-        return self._state.value
+        return self._life.state.value
 
     @property
     def is_closed(self) -> bool:
-        return self._state is _State.CLOSED
+        return self._life.state is _State.CLOSED
 
     async def open(self) -> None:
-        """Open the transport. An engine opens once."""
-        if self._state is _State.OPEN:
+        """Open the transport. An engine opens once; a derived one never by itself."""
+        if not self._owner:
+            raise RuntimeError(
+                "a client from with_options() opens and closes with the client it came from"
+            )
+        if self._life.state is _State.OPEN:
             raise RuntimeError("this AnyFast client is already open")
-        if self._state is _State.CLOSED:
+        if self._life.state is _State.CLOSED:
             raise RuntimeError("this AnyFast client is closed; create a new one")
         await self._transport.open()
-        self._state = _State.OPEN
+        self._life.state = _State.OPEN
 
     async def aclose(self) -> None:
-        """Close every scheduler still running on this engine, then the transport. Idempotent."""
-        if self._state is _State.CLOSED:
+        """Close every scheduler still running on this engine, then the transport. Idempotent;
+        nothing for a derived engine (its client closes it)."""
+        if not self._owner or self._life.state is _State.CLOSED:
             return
-        self._state = _State.CLOSED
-        for dependent in list(self._dependents):
+        self._life.state = _State.CLOSED
+        for dependent in list(self._life.dependents):
             await dependent.aclose()
         await self._transport.close()
 
     def check_open(self) -> None:
         """Raise ``RuntimeError`` unless the engine is open."""
-        if self._state is not _State.OPEN:
-            if self._state is _State.NEW:
+        if self._life.state is not _State.OPEN:
+            if self._life.state is _State.NEW:
                 raise RuntimeError(
                     "this AnyFast client is not open: use `async with AnyFast(...) as client:`"
                 )
@@ -147,10 +177,10 @@ class Engine:
 
     def track(self, dependent: _Closeable) -> None:
         """Close ``dependent`` (a running scheduler) when the engine closes."""
-        self._dependents.add(dependent)
+        self._life.dependents.add(dependent)
 
     def untrack(self, dependent: _Closeable) -> None:
-        self._dependents.discard(dependent)
+        self._life.dependents.discard(dependent)
 
     # -- what the schedulers need ----------------------------------------------------------
 
@@ -169,18 +199,22 @@ class Engine:
     # -- requests --------------------------------------------------------------------------
 
     async def fetch_task(self, path: str, attempt: int = 1) -> Task:
-        """One GET of one task, decoded; no retry. Reports to the shared budget."""
+        """One GET of one task, decoded; no retry. A 429 is reported to the shared budget."""
+        sent = loop_time()
         if logger.isEnabledFor(logging.DEBUG):
             response = await self._send("GET", path, attempt)
         else:  # the hot path of every poll: one coroutine level less
-            response = await self._transport.request("GET", path)
-        if 200 <= response.status < 300:
-            self.budget.succeeded()
-            if not response.oversize:  # the common case, decoded here: one call less
-                return decode_task(
-                    response.body, status_code=response.status, request_id=response.request_id
-                )
-        return self._result(response, decode_task)
+            response = await self._transport.request("GET", path, timeout=self._request_timeout)
+        if 200 <= response.status < 300 and not response.oversize:
+            # The common case, decoded here: one call less.
+            return decode_task(
+                response.body, status_code=response.status, request_id=response.request_id
+            )
+        try:
+            return self._result(response, decode_task)
+        except RateLimitError as exc:  # the query route is throttled: every poll slows down
+            self.budget.throttled(exc.retry_after, sent_at=sent)
+            raise
 
     async def get_task(self, path: str) -> Task:
         """The task at ``path``, with transient failures retried per the retry policy."""
@@ -217,8 +251,7 @@ class Engine:
         return self._result(response, decode_created)
 
     def _result(self, response: Response, decode: Callable[..., T]) -> T:
-        """A 2xx answer decoded by ``decode``, or the error the answer stands for (a 429 is
-        reported to the budget)."""
+        """A 2xx answer decoded by ``decode``, or the error the answer stands for."""
         if 200 <= response.status < 300:
             if response.oversize:
                 raise ResponseDecodeError(
@@ -230,16 +263,13 @@ class Engine:
                 response.body, status_code=response.status, request_id=response.request_id
             )
             return result
-        error = status_error(
+        raise status_error(
             response.status,
             response.body,
             request_id=response.request_id,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             oversize=response.oversize,
         )
-        if isinstance(error, RateLimitError):
-            self.budget.throttled(error.retry_after)
-        raise error
 
     async def retrying(
         self,
@@ -268,10 +298,14 @@ class Engine:
         self, method: str, path: str, attempt: int = 1, *, json_body: bytes | None = None
     ) -> Response:
         if not logger.isEnabledFor(logging.DEBUG):
-            return await self._transport.request(method, path, json_body=json_body)
+            return await self._transport.request(
+                method, path, json_body=json_body, timeout=self._request_timeout
+            )
         started = time.perf_counter()
         try:
-            response = await self._transport.request(method, path, json_body=json_body)
+            response = await self._transport.request(
+                method, path, json_body=json_body, timeout=self._request_timeout
+            )
         except AnyFastError as exc:
             logger.debug(
                 "%s %s attempt %d failed after %.1f ms: %s",

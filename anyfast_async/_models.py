@@ -400,6 +400,33 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         """When the task finished (UTC), or ``None`` if unknown or not yet."""
         return _timestamp(self.finish_time)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The task as JSON-ready values, with the interpreted fields a web handler or a log
+        line wants (the properties, which ``msgspec.structs.asdict`` leaves out).
+
+        Examples:
+            >>> import msgspec
+            >>> body = b'{"task_id": "asyntask_1", "status": "IN_PROGRESS", "progress": "50%"}'
+            >>> msgspec.json.decode(body, type=Task).to_dict()["progress"]
+            50
+
+        Returns:
+            ``task_id``, ``status`` (a :class:`TaskStatus` value), ``raw_status``,
+            ``progress``, ``result_url``, ``error``, and ``submitted_at``, ``started_at``,
+            ``finished_at`` as ISO 8601 strings (or ``None``).
+        """
+        return {
+            "task_id": self.task_id,
+            "status": self.status.value,
+            "raw_status": self.raw_status,
+            "progress": self.progress,
+            "result_url": self.result_url,
+            "error": self.error,
+            "submitted_at": _iso(self.submitted_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
     @property
     def dashscope(self) -> DashScopePayload | None:
         """:attr:`data` read as a DashScope payload (HappyHorse, Wan), or ``None``."""
@@ -423,6 +450,10 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         ):
             return _convert(data, SeedancePayload)
         return None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 _S = TypeVar("_S", bound=msgspec.Struct)

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
+import logging
 import math
 import random
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
@@ -47,6 +50,8 @@ from ._retry import is_retryable, retry_delay
 from ._updates import TaskUpdate, WatcherStatistics
 
 __all__ = ["Entry", "Scheduler"]
+
+logger = logging.getLogger("anyfast_async")
 
 _UNSEEN: Final = "UNSEEN"
 _NEVER: Final = math.inf
@@ -125,6 +130,8 @@ class Scheduler:
             ends when its last task ends, and a refused key (401/403) ends it at once. Without
             it (a watcher), the scheduler keeps running until closed, and a refused key ends
             only the tasks watched at that moment.
+        on_terminal: Called with each task's terminal update before its waiters wake (awaited
+            if it returns an awaitable); an exception from it is logged, and watching goes on.
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class Scheduler:
         poll: PollPolicy,
         timeout: float | None,
         close_when_idle: bool,
+        on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
@@ -148,6 +156,7 @@ class Scheduler:
         # cancel scope around them.
         self._longest_poll = engine.longest_poll
         self._close_when_idle = close_when_idle
+        self._on_terminal = on_terminal
         self._rng = random.Random()
         self._heap: list[tuple[float, int, Entry]] = []
         self._entries: dict[str, Entry] = {}
@@ -473,11 +482,24 @@ class Scheduler:
             self._outcomes["timed_out"] += 1
         else:
             self._outcomes["errored"] += 1
+        if self._on_terminal is not None:
+            await self._deliver(update)
         if entry.waiters is not None:
             entry.waiters.set()
         await self._emit(update)
         if not self._entries:
             self._wake_up()
+
+    async def _deliver(self, update: TaskUpdate) -> None:
+        """Hand a terminal update to ``on_terminal``; its failure is the caller's to fix, not a
+        reason to stop watching the other tasks."""
+        assert self._on_terminal is not None
+        try:
+            result = self._on_terminal(update)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_terminal failed for task %s", update.task_id)
 
     async def _emit(self, update: TaskUpdate) -> None:
         if not self._subscribers:

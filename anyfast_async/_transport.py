@@ -166,12 +166,7 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeout.total,
-            connect=timeout.connect,
-            sock_connect=timeout.connect,
-            sock_read=timeout.read,
-        )
+        self._timeout = self.client_timeout(timeout)
         self._limits = limits
         self._user_agent = user_agent
         self._max_bytes = max_response_bytes
@@ -188,6 +183,16 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url}>"
+
+    @staticmethod
+    def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+        """aiohttp's form of ``timeout``, for :meth:`request`."""
+        return aiohttp.ClientTimeout(
+            total=timeout.total,
+            connect=timeout.connect,
+            sock_connect=timeout.connect,
+            sock_read=timeout.read,
+        )
 
     @property
     def connection_limit(self) -> int:
@@ -253,8 +258,16 @@ class Transport:
             else:
                 response.close()
 
-    async def request(self, method: str, path: str, *, json_body: bytes | None = None) -> Response:
-        """Send one request to the API origin and read the whole answer.
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: bytes | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Response:
+        """Send one request to the API origin and read the whole answer, within ``timeout``
+        (default: the transport's).
 
         Redirects are not followed: the API key must never travel to another origin, and the
         API does not redirect. A body larger than the cap is not read; the answer comes back
@@ -277,7 +290,7 @@ class Transport:
                 headers=headers,
                 data=json_body,
                 allow_redirects=False,
-                timeout=self._timeout,
+                timeout=timeout or self._timeout,
             ) as resp:
                 limit = self._max_bytes
                 length = resp.content_length

@@ -6,6 +6,7 @@ Plain values, no I/O: the scheduler makes them, the watch streams and handles ha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -49,6 +50,26 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
     def succeeded(self) -> bool:
         """Whether this is the final update of a task that reached SUCCESS."""
         return self.is_terminal and self.error is None and self.status is TaskStatus.SUCCESS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The update as JSON-ready values (what ``anyfast watch --jsonl`` prints).
+
+        Returns:
+            ``task_id``, ``previous_status``, ``status``, ``progress``, ``is_terminal``,
+            ``error_type`` and ``error`` (the class name and message of :attr:`error`, or
+            ``None``), and ``result_url``.
+        """
+        error = self.error
+        return {
+            "task_id": self.task_id,
+            "previous_status": self.previous_status.value if self.previous_status else None,
+            "status": self.status.value if self.status else None,
+            "progress": self.progress,
+            "is_terminal": self.is_terminal,
+            "error_type": type(error).__name__ if error is not None else None,
+            "error": str(error) if error is not None else None,
+            "result_url": self.task.result_url if self.task is not None else None,
+        }
 
     def outcome(self) -> Task | AnyFastError:
         """What the task ended with: the finished :class:`~anyfast_async.Task` (SUCCESS), or

@@ -44,6 +44,7 @@ def new_scheduler(
     poll: PollPolicy | None,
     poll_interval: float | None,
     close_when_idle: bool,
+    on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
 ) -> Scheduler:
     """A scheduler on ``engine``, its arguments checked now (nothing is sent yet).
 
@@ -62,6 +63,7 @@ def new_scheduler(
         poll=policy or DEFAULT_POLL,
         timeout=timeout,
         close_when_idle=close_when_idle,
+        on_terminal=on_terminal,
     )
 
 

@@ -75,8 +75,8 @@ async def server() -> AsyncIterator[FakeAnyFast]:
 
 @pytest.fixture
 async def client(server: FakeAnyFast) -> AsyncIterator[AnyFast]:
-    # After a 429 the client slows every watch down to `min_rate` polls per second at first
-    # (1 by default): in tests, where tasks take milliseconds, let it stay fast.
+    # 429s that keep coming bring polling down to `min_rate` polls per second and then pause
+    # it (1 s at first): in tests, where tasks take milliseconds, keep both short.
     throttle = Throttle(initial_pause=0.05, min_rate=100)
     async with AnyFast(server.api_key, base_url=server.base_url, throttle=throttle) as client:
         yield client

@@ -29,9 +29,10 @@ from anyfast_async import (
     AnyFastError,
     APIStatusError,
     PollPolicy,
+    Task,
     TaskFailedError,
-    TaskHandle,
     TaskNotFoundError,
+    TaskUpdate,
     WaitTimeoutError,
     Watcher,
 )
@@ -41,11 +42,19 @@ Answer = dict[str, Any]
 
 CLIENT = web.AppKey("client", AnyFast)
 WATCHER = web.AppKey("watcher", Watcher)
-VIDEOS: web.AppKey[dict[str, Answer | None]] = web.AppKey("videos")  # your database
+# Task id -> its terminal update once it has ended, None before: your database.
+VIDEOS: web.AppKey[dict[str, TaskUpdate | None]] = web.AppKey("videos")
 
 
 async def anyfast_context(app: web.Application) -> AsyncIterator[None]:
     """Open the client and one watcher for the app's life; close both, in reverse, at exit."""
+    videos: dict[str, TaskUpdate | None] = {}
+
+    def keep(update: TaskUpdate) -> None:
+        # Every task's end, whether or not a request is waiting for it: a finished task leaves
+        # the watcher, so its outcome lives here.
+        videos[update.task_id] = update
+
     async with AsyncExitStack() as stack:
         if os.environ.get("ANYFAST_API_KEY"):
             client = await stack.enter_async_context(AnyFast())
@@ -58,11 +67,11 @@ async def anyfast_context(app: web.Application) -> AsyncIterator[None]:
             )
             poll = PollPolicy.fixed(0.1)
         app[CLIENT] = client
-        app[VIDEOS] = {}  # task id -> final answer, once known
+        app[VIDEOS] = videos
         app[WATCHER] = await stack.enter_async_context(
-            client.watcher(concurrency=64, timeout=600, poll=poll)
+            client.watcher(concurrency=64, timeout=600, poll=poll, on_terminal=keep)
         )
-        yield
+        yield  # aiohttp runs this cleanup after the requests in flight (its shutdown_timeout)
     print(f"closed; final counters: {app[WATCHER].statistics()}", flush=True)
 
 
@@ -100,50 +109,47 @@ async def get_video(request: web.Request) -> web.Response:
         wait = float(request.query.get("wait", "0"))
     except ValueError:
         raise web.HTTPUnprocessableEntity(text="wait must be a number") from None
-    if not 0 <= wait <= 60:
-        raise web.HTTPUnprocessableEntity(text="wait must be between 0 and 60")
+    if not 0 <= wait <= 25:
+        raise web.HTTPUnprocessableEntity(text="wait must be between 0 and 25")
     task_id, videos = request.match_info["task_id"], request.app[VIDEOS]
     if task_id not in videos:  # only this app's videos: no polling for ids from anywhere
         raise web.HTTPNotFound(text="no such video")
-    if (answer := videos[task_id]) is not None:
-        return web.json_response(answer)  # finished: from the store, no request to AnyFast
-    # Adding a task that is already watched shares its watch: a thousand clients asking about
-    # one task make one poll at a time, not a thousand.
-    handle = request.app[WATCHER].add(task_id)
-    with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
-        await handle.wait()  # an error that ends the watch is described below
-    answer = describe(handle)
-    if handle.done():
-        videos[task_id] = answer
-    return web.json_response(answer)
+    if (ended := videos[task_id]) is None:
+        # Adding a task that is already watched shares its watch: a thousand clients asking
+        # about one task make one poll at a time, not a thousand.
+        handle = request.app[WATCHER].add(task_id)
+        with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
+            await handle.wait()  # keep() has stored the end before this returns
+        ended = videos[task_id]
+        if ended is None:  # still running: its state now
+            task = handle.latest
+            return web.json_response(
+                {
+                    "task_id": task_id,
+                    "status": task.status.value if task else None,  # None: not polled yet
+                    "progress": task.progress if task else None,
+                }
+            )
+    return web.json_response(describe(ended))  # finished: from the store, no request
 
 
-def describe(handle: TaskHandle) -> Answer:
-    """The task as JSON: its status, and the outcome once the watch has ended.
-
-    A video that failed is an answer; an error that ended the watch is an HTTP error.
-    """
-    task = handle.latest
-    answer: Answer = {
-        "task_id": handle.task_id,
-        "status": task.status.value if task else None,  # None: not polled yet
-        "progress": task.progress if task else None,
-    }
-    if not handle.done():
-        return answer
-    try:
-        answer["result_url"] = handle.result().result_url
-    except TaskFailedError as exc:
-        answer["error"] = exc.reason
-    except TaskNotFoundError:
-        raise web.HTTPNotFound(text=f"no task {handle.task_id!r}") from None
-    except WaitTimeoutError:
-        raise web.HTTPGatewayTimeout(text="the task did not finish before its deadline") from None
-    except APIStatusError as exc:
-        raise web.HTTPBadGateway(text=f"AnyFast: {exc} (request id {exc.request_id})") from None
-    except AnyFastError as exc:
-        raise web.HTTPBadGateway(text=f"AnyFast: {exc}") from None
-    return answer
+def describe(ended: TaskUpdate) -> Answer:
+    """A task's end as JSON. A video that failed is an answer; an error that ended the watch
+    is an HTTP error."""
+    outcome = ended.outcome()
+    status = ended.status.value if ended.status else None
+    answer: Answer = {"task_id": ended.task_id, "status": status, "progress": ended.progress}
+    if isinstance(outcome, Task):
+        return {**answer, "result_url": outcome.result_url}
+    if isinstance(outcome, TaskFailedError):
+        return {**answer, "error": outcome.reason}
+    if isinstance(outcome, TaskNotFoundError):
+        raise web.HTTPNotFound(text=f"no task {ended.task_id!r}")
+    if isinstance(outcome, WaitTimeoutError):
+        raise web.HTTPGatewayTimeout(text="the task did not finish before its deadline")
+    if isinstance(outcome, APIStatusError):
+        raise web.HTTPBadGateway(text=f"AnyFast: {outcome} (request id {outcome.request_id})")
+    raise web.HTTPBadGateway(text=f"AnyFast: {outcome}")
 
 
 @routes.get("/stats")
@@ -168,4 +174,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    web.run_app(make_app(), host=args.host, port=args.port, print=None)
+    # On SIGTERM aiohttp waits for the requests in flight (each waits at most 25 s), but no
+    # longer than this: under Kubernetes' default 30 s grace period.
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, shutdown_timeout=28)

@@ -10,6 +10,10 @@ Then:
          -d '{"prompt": "A cat running on grass"}'
     curl localhost:8000/videos/asyntask_...            # the state now
     curl 'localhost:8000/videos/asyntask_...?wait=25'  # wait up to 25 s for the outcome
+
+Run it under uvicorn with a graceful-shutdown limit shorter than your platform's grace period,
+and waits shorter still (here at most 25 s): ``uvicorn webapp_fastapi:app
+--timeout-graceful-shutdown 28``.
     curl localhost:8000/stats                          # the watcher's counters
 
 Without ANYFAST_API_KEY the app starts a FakeAnyFast server in its lifespan and polls it fast;
@@ -36,9 +40,10 @@ from anyfast_async import (
     AnyFastError,
     APIStatusError,
     PollPolicy,
+    Task,
     TaskFailedError,
-    TaskHandle,
     TaskNotFoundError,
+    TaskUpdate,
     WaitTimeoutError,
     Watcher,
 )
@@ -52,14 +57,23 @@ class State(TypedDict):
 
     client: AnyFast
     watcher: Watcher
-    videos: dict[str, Answer | None]  # task id -> final answer, once known: your database
+    # Task id -> its terminal update once it has ended, None before: your database.
+    videos: dict[str, TaskUpdate | None]
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-    # Everything entered here is closed, in reverse order, when the server shuts down: the
-    # watcher stops polling (requests still waiting get a RuntimeError), then the client's
-    # connections close.
+    # Everything entered here is closed, in reverse order, after the server has stopped taking
+    # requests and the ones in flight have finished (uvicorn waits for them, up to
+    # --timeout-graceful-shutdown): the watcher stops polling, then the client's connections
+    # close. Keep every wait shorter than your platform's grace period (Kubernetes: 30 s).
+    videos: dict[str, TaskUpdate | None] = {}
+
+    def keep(update: TaskUpdate) -> None:
+        # Every task's end, whether or not a request is waiting for it: a finished task leaves
+        # the watcher, so its outcome lives here.
+        videos[update.task_id] = update
+
     async with AsyncExitStack() as stack:
         if os.environ.get("ANYFAST_API_KEY"):
             client = await stack.enter_async_context(AnyFast())
@@ -72,9 +86,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[State]:
             )
             poll = PollPolicy.fixed(0.1)
         watcher = await stack.enter_async_context(
-            client.watcher(concurrency=64, timeout=600, poll=poll)
+            client.watcher(concurrency=64, timeout=600, poll=poll, on_terminal=keep)
         )
-        yield {"client": client, "watcher": watcher, "videos": {}}
+        yield {"client": client, "watcher": watcher, "videos": videos}
     print(f"closed; final counters: {watcher.statistics()}", flush=True)
 
 
@@ -88,24 +102,26 @@ def demo_stages(body: dict[str, Any]) -> list[Stage]:
 app = FastAPI(title="videos", lifespan=lifespan)
 
 
-def get_client(request: Request) -> AnyFast:
+# Dependencies are coroutines: a plain function would be run in the thread pool, once per
+# request.
+async def get_client(request: Request) -> AnyFast:
     client: AnyFast = request.state.client
     return client
 
 
-def get_watcher(request: Request) -> Watcher:
+async def get_watcher(request: Request) -> Watcher:
     watcher: Watcher = request.state.watcher
     return watcher
 
 
-def get_videos(request: Request) -> dict[str, Answer | None]:
-    videos: dict[str, Answer | None] = request.state.videos
+async def get_videos(request: Request) -> dict[str, TaskUpdate | None]:
+    videos: dict[str, TaskUpdate | None] = request.state.videos
     return videos
 
 
 Client = Annotated[AnyFast, Depends(get_client)]
 SharedWatcher = Annotated[Watcher, Depends(get_watcher)]
-Videos = Annotated[dict[str, Answer | None], Depends(get_videos)]
+Videos = Annotated[dict[str, TaskUpdate | None], Depends(get_videos)]
 
 
 class NewVideo(BaseModel):
@@ -124,7 +140,7 @@ async def create_video(
     except AnyFastError as exc:
         raise HTTPException(502, f"AnyFast: {exc}") from None
     videos[created.task_id] = None  # store the id before answering: the task exists now
-    watcher.add(created.task_id)  # polling starts now, whoever asks for it later
+    watcher.add(created.task_id)  # polling starts now; its end is kept by keep()
     return {"task_id": created.task_id}
 
 
@@ -133,49 +149,45 @@ async def get_video(
     task_id: str,
     watcher: SharedWatcher,
     videos: Videos,
-    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+    wait: Annotated[float, Query(ge=0, le=25)] = 0,
 ) -> Answer:
     if task_id not in videos:  # only this app's videos: no polling for ids from anywhere
         raise HTTPException(404, "no such video")
-    if (answer := videos[task_id]) is not None:
-        return answer  # finished: answered from the store, no request to AnyFast
-    # Adding a task that is already watched shares its watch: a thousand clients asking about
-    # one task make one poll at a time, not a thousand.
-    handle = watcher.add(task_id)
-    with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
-        await handle.wait()  # an error that ends the watch is described below
-    answer = describe(handle)
-    if handle.done():
-        videos[task_id] = answer
-    return answer
+    if (ended := videos[task_id]) is None:
+        # Adding a task that is already watched shares its watch: a thousand clients asking
+        # about one task make one poll at a time, not a thousand. (After a restart of the app
+        # it starts the watch again.)
+        handle = watcher.add(task_id)
+        with anyio.move_on_after(wait), contextlib.suppress(AnyFastError):
+            await handle.wait()  # keep() has stored the end before this returns
+        ended = videos[task_id]
+        if ended is None:  # still running: its state now
+            task = handle.latest
+            return {
+                "task_id": task_id,
+                "status": task.status.value if task else None,  # None: not polled yet
+                "progress": task.progress if task else None,
+            }
+    return describe(ended)  # finished: from the store, no request to AnyFast
 
 
-def describe(handle: TaskHandle) -> Answer:
-    """The task as JSON: its status, and the outcome once the watch has ended.
-
-    A video that failed is an answer; an error that ended the watch is an HTTP error.
-    """
-    task = handle.latest
-    answer: Answer = {
-        "task_id": handle.task_id,
-        "status": task.status.value if task else None,  # None: not polled yet
-        "progress": task.progress if task else None,
-    }
-    if not handle.done():
-        return answer
-    try:
-        answer["result_url"] = handle.result().result_url
-    except TaskFailedError as exc:
-        answer["error"] = exc.reason
-    except TaskNotFoundError:
-        raise HTTPException(404, f"no task {handle.task_id!r}") from None
-    except WaitTimeoutError:
-        raise HTTPException(504, "the task did not finish before its deadline") from None
-    except APIStatusError as exc:
-        raise HTTPException(502, f"AnyFast: {exc} (request id {exc.request_id})") from None
-    except AnyFastError as exc:
-        raise HTTPException(502, f"AnyFast: {exc}") from None
-    return answer
+def describe(ended: TaskUpdate) -> Answer:
+    """A task's end as JSON. A video that failed is an answer; an error that ended the watch
+    is an HTTP error."""
+    outcome = ended.outcome()
+    status = ended.status.value if ended.status else None
+    answer: Answer = {"task_id": ended.task_id, "status": status, "progress": ended.progress}
+    if isinstance(outcome, Task):
+        return {**answer, "result_url": outcome.result_url}
+    if isinstance(outcome, TaskFailedError):
+        return {**answer, "error": outcome.reason}
+    if isinstance(outcome, TaskNotFoundError):
+        raise HTTPException(404, f"no task {ended.task_id!r}")
+    if isinstance(outcome, WaitTimeoutError):
+        raise HTTPException(504, "the task did not finish before its deadline")
+    if isinstance(outcome, APIStatusError):
+        raise HTTPException(502, f"AnyFast: {outcome} (request id {outcome.request_id})")
+    raise HTTPException(502, f"AnyFast: {outcome}")
 
 
 @app.get("/stats")
@@ -193,4 +205,8 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # On SIGTERM uvicorn waits for the requests in flight (each waits at most 25 s), but no
+    # longer than this: under Kubernetes' default 30 s grace period.
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=28
+    )

@@ -203,6 +203,11 @@ FRIENDS = {
     # The server serves a FakeTask through this module's function, not a public method that
     # users of FakeTask would see.
     ("anyfast_async.testing._lifecycle", "_serve"),
+    # AnyFast.with_options builds a client around a derived engine, without __init__.
+    ("anyfast_async._client", "_engine"),
+    # Engine.derive sets up the copy of itself that it returns.
+    ("anyfast_async._engine", "_owner"),
+    ("anyfast_async._engine", "_request_timeout"),
 }
 
 

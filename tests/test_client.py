@@ -701,3 +701,55 @@ def test_bad_config_values(make: object) -> None:
     """Config values are validated when built."""
     with pytest.raises(ValueError, match="must be"):
         make()  # type: ignore[operator]
+
+
+async def test_with_options_changes_retries_for_its_calls_only(server: FakeAnyFast) -> None:
+    """with_options(max_retries=0) raises a 429 at once, while the client it came from still
+    retries it; both share one pool and one lifecycle."""
+    server.add_task("t1")
+    sleep = RecordingSleep()
+    async with AnyFast(server.api_key, base_url=server.base_url, sleep=sleep) as client:
+        quick = client.with_options(max_retries=0)
+        assert quick.retry.max_retries == 0
+        assert client.retry.max_retries == 3
+        server.inject(Fault.rate_limited(retry_after="30"))
+        with pytest.raises(RateLimitError):
+            await quick.get_task("t1")
+        server.inject(Fault.rate_limited(retry_after="30"))
+        assert (await client.get_task("t1")).task_id == "t1"
+        assert sleep.calls == [30.0]
+        capped = client.with_options(max_retry_after=0.5)
+        server.inject(Fault.rate_limited(retry_after="30"))
+        await capped.get_task("t1")
+        assert sleep.calls[-1] <= 0.5
+        with pytest.raises(RuntimeError, match="opens and closes with the client"):
+            await quick.__aenter__()
+        await quick.aclose()  # does not close the client it came from
+        assert not client.is_closed
+        await client.get_task("t1")
+    assert quick.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await quick.get_task("t1")
+
+
+async def test_with_options_timeout_says_whether_the_request_was_sent(
+    server: FakeAnyFast,
+) -> None:
+    """A per-call timeout ends a slow create with APITimeoutError carrying sent=True (the
+    task may exist), which a deadline around the call could not say."""
+    server.inject(Fault.slow(5.0))
+    async with AnyFast(server.api_key, base_url=server.base_url) as client:
+        quick = client.with_options(timeout=Timeout(connect=2, total=0.2), max_retries=0)
+        with pytest.raises(APITimeoutError) as info:
+            await quick.create_text_to_video("x")
+    assert info.value.sent is True
+    assert "may or may not have been created" in str(info.value)
+
+
+def test_with_options_checks_its_arguments() -> None:
+    """with_options refuses a None or a wrong type the way the constructor does."""
+    client = AnyFast("sk-x", base_url="http://127.0.0.1:1")
+    with pytest.raises(TypeError, match="timeout must be a Timeout"):
+        client.with_options(timeout=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_retries"):
+        client.with_options(max_retries=-1)

@@ -19,6 +19,7 @@ from anyfast_async import (
     CreatedTask,
     ImageToVideo,
     PollPolicy,
+    RateLimitError,
     ReferenceToVideo,
     ResponseDecodeError,
     ServerError,
@@ -29,7 +30,7 @@ from anyfast_async import (
     Timeout,
     VideoEdit,
 )
-from anyfast_async.testing import FakeAnyFast, Fault, check_create_body
+from anyfast_async.testing import FakeAnyFast, Fault, Stage, check_create_body
 
 from .conftest import RecordingSleep, load
 
@@ -443,3 +444,22 @@ async def test_streams_dropped_unread_leave_nothing_open(
     gc.collect()
     await anyio.lowlevel.checkpoint()
     assert server.polls("t1") == 0
+
+
+async def test_a_throttled_create_does_not_slow_polling(server: FakeAnyFast) -> None:
+    """A 429 on a create is the create's business (its own retries honour the Retry-After):
+    the polling budget is neither paused nor capped by it, since the gateway's create and
+    query routes need not share a limit."""
+    server.inject(Fault.rate_limited(retry_after="30"))
+    async with AnyFast(server.api_key, base_url=server.base_url, max_retries=0) as client:
+        with pytest.raises(RateLimitError):
+            await client.create_text_to_video("x")
+        server.add_tasks(100, stages=[Stage(status="QUEUED", polls=3), Stage(status="SUCCESS")])
+        async with client.watcher(poll=FAST) as watcher:
+            with anyio.fail_after(20):  # a 30 s pause of the budget would end this
+                for handle in watcher.add_many(server.tasks):
+                    await handle.wait()
+            stats = watcher.statistics()
+    assert stats.throttles == 0
+    assert stats.rate_cap is None
+    assert stats.succeeded == 100

@@ -304,3 +304,11 @@ async def test_gemini_url_fallback(server: FakeAnyFast, client: AnyFast) -> None
     task = await client.get_task("t1")
     assert task.status is TaskStatus.SUCCESS
     assert task.result_url == "https://cdn.example/g.mp4"
+
+
+@pytest.mark.parametrize("name", ["timeout", "limits", "retry", "throttle"])
+def test_none_for_a_configuration_value_is_a_clear_type_error(name: str) -> None:
+    """timeout=None, limits=None, retry=None and throttle=None all fail the same way, at
+    once, naming the argument and how to get the default (not an AttributeError later)."""
+    with pytest.raises(TypeError, match=rf"^{name} must be a \w+ \(leave it out for the default\)"):
+        AnyFast("sk-x", base_url="http://127.0.0.1:1", **{name: None})  # type: ignore[arg-type]

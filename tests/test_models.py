@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import msgspec
 import pytest
 
-from anyfast_async import DashScopePayload, SeedancePayload, Task, TaskStatus
+from anyfast_async import DashScopePayload, SeedancePayload, Task, TaskStatus, TaskUpdate
+from anyfast_async._decode import decode_task
 from anyfast_async._models import parse_progress
+
+from .conftest import load
 
 
 def task(**fields: object) -> Task:
@@ -194,3 +198,25 @@ def test_upstream_error_payload_never_decides_outcome() -> None:
     assert t.status is TaskStatus.QUEUED
     assert t.error is None
     assert not t.is_terminal
+
+
+def test_task_and_update_have_a_json_ready_form() -> None:
+    """to_dict() gives what a handler can return as JSON, the interpreted fields included
+    (msgspec.structs.asdict leaves the properties out)."""
+    task = decode_task(load("query_happyhorse_success.json"))
+    as_dict = task.to_dict()
+    assert as_dict["status"] == "SUCCESS"
+    assert as_dict["progress"] == 100
+    assert as_dict["result_url"] == task.result_url
+    assert as_dict["finished_at"] == "2026-04-28T02:39:21+00:00"
+    assert json.loads(json.dumps(as_dict)) == as_dict
+    update = TaskUpdate(
+        task_id=task.task_id,
+        task=task,
+        previous_status=TaskStatus.IN_PROGRESS,
+        status=TaskStatus.SUCCESS,
+        progress=100,
+        is_terminal=True,
+    )
+    assert json.loads(json.dumps(update.to_dict()))["status"] == "SUCCESS"
+    assert update.to_dict()["result_url"] == task.result_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import anyio
 import pytest
 
 from anyfast_async import (
@@ -93,14 +94,21 @@ def pacer(time: FakeTime, max_rate: float | None = None, **throttle: float) -> P
     return Pacer(Throttle(**throttle), max_rate=max_rate, sleep=time.sleep, clock=time.clock)
 
 
+async def polls(p: Pacer, time: FakeTime, count: int, per_second: float) -> None:
+    """``count`` polls due at ``per_second``, each taking its slot from the budget."""
+    for _ in range(count):
+        await p.acquire()
+        time.now += 1.0 / per_second
+
+
 @pytest.mark.anyio
 async def test_unthrottled_pacer_never_waits() -> None:
     """With no 429 and no max_rate, acquiring costs no wait."""
     time = FakeTime()
     p = pacer(time)
     for _ in range(1000):
-        await p.acquire()
-        p.succeeded()
+        assert p.try_acquire()
+    await p.acquire()
     assert time.sleeps == []
     assert p.rate_cap is None
 
@@ -116,37 +124,77 @@ async def test_max_rate_spaces_requests() -> None:
     assert time.now - start == pytest.approx(1.0)
 
 
+async def refuse(p: Pacer, time: FakeTime, count: int) -> None:
+    """``count`` 429s answering polls sent 10 ms ago."""
+    for _ in range(count):
+        p.throttled(None, sent_at=time.now - 0.01)
+
+
 @pytest.mark.anyio
-async def test_429_pauses_and_halves_the_rate() -> None:
-    """A 429 pauses new requests and caps the rate at half what was observed."""
+async def test_the_cap_is_the_rate_the_server_accepts() -> None:
+    """A 429 caps the rate at the measured rate times the share not refused: one 429 in a
+    hundred polls costs 1 %, a limit that refuses half of them halves the rate (in one round
+    trip more); without a Retry-After nothing pauses."""
     time = FakeTime()
-    p = pacer(time, initial_pause=1.0, max_pause=8.0, min_rate=1.0)
-    for _ in range(100):  # 100 requests over 1 s
-        await p.acquire()
-        time.now += 0.01
-    p.throttled(None)
+    p = pacer(time, initial_pause=1.0, min_rate=1.0)
+    await polls(p, time, 100, per_second=100)
+    await refuse(p, time, 1)
     assert p.throttles == 1
-    assert p.rate_cap == pytest.approx(50, rel=0.1)
-    before = time.now
-    await p.acquire()
-    assert time.now - before == pytest.approx(1.0), "the pause is waited out"
+    assert p.rate_cap == pytest.approx(99, rel=0.02)
+    await refuse(p, time, 49)  # sent before the decrease: no further decrease, but counted
+    assert p.rate_cap == pytest.approx(99, rel=0.02)
+    time.now += 0.02
+    await refuse(p, time, 1)  # a poll sent under the new cap is refused too
+    assert p.rate_cap == pytest.approx(50, rel=0.05)
+    assert p.paused_until <= time.now
 
 
 @pytest.mark.anyio
-async def test_429s_in_one_pause_are_one_episode() -> None:
-    """Several 429s within a pause escalate once; a new episode doubles the pause."""
+async def test_a_first_429_sets_no_cap() -> None:
+    """A 429 among too few polls to measure a rate (a fresh client) neither caps nor pauses:
+    polling goes on at the rate that is due."""
     time = FakeTime()
-    p = pacer(time, initial_pause=1.0, max_pause=3.0)
+    p = pacer(time)
+    await p.acquire()
     p.throttled(None)
+    assert p.rate_cap is None
+    assert p.paused_until <= time.now
+    assert p.try_acquire()
+
+
+async def test_429s_of_unknown_send_time_within_a_second_are_one_decrease() -> None:
+    """Without a send time, 429s within a second of a decrease are taken as answers to polls
+    sent before it: they decrease nothing more."""
+    time = FakeTime()
+    p = pacer(time)
+    await polls(p, time, 100, per_second=100)
     p.throttled(None)
-    p.throttled(None)
-    assert p.paused_until == pytest.approx(time.now + 1.0)
-    time.now += 1.5
-    p.throttled(None)
-    assert p.paused_until == pytest.approx(time.now + 2.0)
-    time.now += 2.5
-    p.throttled(None)
-    assert p.paused_until == pytest.approx(time.now + 3.0), "capped at max_pause"
+    first = p.rate_cap
+    assert first is not None
+    assert first == pytest.approx(99, rel=0.02)
+    time.now += 0.5
+    for _ in range(60):
+        p.throttled(None)
+    assert p.rate_cap == pytest.approx(first * 2**0.5, rel=0.02), "grown, not decreased"
+
+
+async def test_a_storm_brings_the_rate_down_round_trip_by_round_trip() -> None:
+    """When every poll is refused, each round trip decreases the cap again, faster as the
+    refused share grows: within half a second the rate is a small fraction of what it was."""
+    time = FakeTime()
+    p = pacer(time, min_rate=1.0)
+    await polls(p, time, 100, per_second=100)
+    caps: list[float] = []
+    started = time.now
+    while time.now < started + 0.5:
+        await p.acquire()  # a poll under the cap in force ...
+        time.now += 0.02
+        await refuse(p, time, 1)  # ... refused
+        cap = p.rate_cap
+        assert cap is not None
+        caps.append(cap)
+    assert caps == sorted(caps, reverse=True)
+    assert caps[-1] < 25
 
 
 @pytest.mark.anyio
@@ -160,33 +208,43 @@ async def test_retry_after_sets_the_pause() -> None:
     assert p.paused_until == pytest.approx(time.now + 6.0)
     p.throttled(100.0)
     assert p.paused_until == pytest.approx(time.now + 10.0)
+    before = time.now
+    await p.acquire()
+    assert time.now - before == pytest.approx(10.0), "the pause is waited out"
 
 
 @pytest.mark.anyio
-async def test_rate_recovers_gradually() -> None:
-    """After throttling stops, the cap climbs by 5 % per success until it is lifted."""
+async def test_the_rate_is_back_to_what_is_due_within_seconds() -> None:
+    """After one 429 with 100 polls due a second, the cap doubles each second and is lifted
+    at twice the rate that drew the 429: within 2 s polling is back at 100 a second."""
     time = FakeTime()
-    p = pacer(time, min_rate=1.0, recovery=0.05)
+    p = pacer(time)
+    await polls(p, time, 100, per_second=100)
     p.throttled(None)
-    low = p.rate_cap
-    assert low is not None
-    p.succeeded()
-    assert p.rate_cap == pytest.approx(low * 1.05)
-    for _ in range(1000):
-        p.succeeded()
+    started = time.now
+    done_by_second: list[int] = []
+    for second in range(4):
+        count = 0
+        while time.now < started + second + 1:
+            await p.acquire()
+            count += 1
+            time.now += 0.01  # the next poll is due 10 ms later
+        done_by_second.append(count)
+    assert done_by_second[0] >= 70  # the cap grows from 50/s to 100/s during the first second
+    assert done_by_second[2:] == [100, 100]
     assert p.rate_cap is None
 
 
-@pytest.mark.anyio
 async def test_rate_recovers_to_max_rate() -> None:
-    """With max_rate, recovery stops at max_rate."""
+    """With max_rate, the cap is lifted once it grows back to max_rate."""
     time = FakeTime()
     p = pacer(time, max_rate=20)
-    p.throttled(None)
-    assert p.rate_cap is not None
-    assert p.rate_cap < 20
-    for _ in range(500):
-        p.succeeded()
+    await polls(p, time, 20, per_second=20)
+    await refuse(p, time, 20)
+    time.now += 0.02
+    await refuse(p, time, 1)
+    assert p.rate_cap == pytest.approx(10, rel=0.1)
+    time.now += 2.0
     assert p.rate_cap == 20
 
 
@@ -197,54 +255,67 @@ def test_invalid_max_rate() -> None:
         pacer(time, max_rate=0)
 
 
-@pytest.mark.anyio
-async def test_a_pause_holds_waiters_under_a_rate_cap() -> None:
-    """A 429 while a poll waits for its slot makes it wait out the pause too."""
+async def test_throttling_that_persists_at_min_rate_pauses_and_escalates() -> None:
+    """429s that keep coming with the cap already near min_rate pause every poll, doubling up
+    to max_pause; once the cap has recovered, a new 429 starts afresh."""
     time = FakeTime()
-    p = pacer(time, max_rate=1, initial_pause=5.0, max_pause=5.0)
-    await p.acquire()  # takes the slot at t=100; the next is at t=101
+    p = pacer(time, min_rate=1.0, initial_pause=1.0, max_pause=3.0, recovery=0.01)
+    await polls(p, time, 16, per_second=16)
+    pauses = []
+    for _ in range(8):
+        await refuse(p, time, 16)
+        pauses.append(round(max(p.paused_until - time.now, 0.0), 6))
+        time.now += 0.02
+    assert p.rate_cap == pytest.approx(1, rel=0.05)
+    assert pauses[:2] == [0.0, 0.0], "no pause while the rate can still come down"
+    assert [x for x in pauses if x > 0] == [1.0, 2.0, 3.0, 3.0]
+    time.now += 3600  # long recovered
+    assert p.rate_cap is None
+    await polls(p, time, 16, per_second=16)
+    await refuse(p, time, 1)
+    assert p.paused_until <= time.now
+
+
+@pytest.mark.anyio
+async def test_a_pause_that_begins_while_waiting_holds_the_waiter() -> None:
+    """A Retry-After that arrives while a poll waits for its slot makes it wait out the pause."""
+    time = FakeTime()
 
     async def sleep_then_throttle(seconds: float) -> None:
         time.sleeps.append(seconds)
         time.now += seconds
         if len(time.sleeps) == 1:
-            p.throttled(None)  # a 429 lands while we wait for the slot
+            p.throttled(5.0)  # a 429 lands while we wait for the slot
 
-    p._sleep = sleep_then_throttle
+    p = Pacer(Throttle(max_pause=5.0), max_rate=1, sleep=sleep_then_throttle, clock=time.clock)
+    await p.acquire()  # takes the slot at t=100; the next is at t=101
     await p.acquire()
-    assert time.now >= 106.0, "no request during the pause that began while waiting"
+    assert time.sleeps[0] <= 1.0
+    assert time.now >= 100.0 + time.sleeps[0] + 5.0, "no poll during the pause"
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
-    """Slots reserved by waiters that were cancelled do not delay later requests."""
-    import anyio
+async def test_a_cancelled_waiter_takes_nothing() -> None:
+    """Waiters that are cancelled leave no slot booked: the next poll starts when the rate
+    allows, not after theirs."""
+    time = FakeTime()
 
-    clock = FakeTime()
+    async def blocked(seconds: float) -> None:
+        time.sleeps.append(seconds)
+        await anyio.sleep_forever()
 
-    async def real_sleep(seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-    p = Pacer(Throttle(), max_rate=2, sleep=real_sleep, clock=clock.clock)
+    p = Pacer(Throttle(), max_rate=1, sleep=blocked, clock=time.clock)
     await p.acquire()
-    with anyio.move_on_after(0.05):
+    with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(p.acquire)
-    assert p._next - clock.now <= 0.5 + 1e-9
-
-
-def test_penalty_starts_afresh_after_a_quiet_spell() -> None:
-    """Two 429s far apart are not consecutive: the pause does not keep doubling."""
-    time = FakeTime()
-    p = pacer(time, initial_pause=1.0, max_pause=8.0)
-    p.throttled(None)
-    time.now += 2
-    p.throttled(None)
-    assert p.paused_until == pytest.approx(time.now + 2.0)
-    time.now += 3600
-    p.throttled(None)
-    assert p.paused_until == pytest.approx(time.now + 1.0)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()
+    assert len(time.sleeps) == 1, "only the first in the queue waits for the clock"
+    time.now += 1.0
+    await p.acquire()
+    assert len(time.sleeps) == 1, "the slot after a second is free at once"
 
 
 def test_throttling_never_raises_the_cap_above_max_rate() -> None:
@@ -322,3 +393,20 @@ def test_both_policies_feed_the_same_decision() -> None:
         )
         == 30.0
     )
+
+
+async def test_scattered_429s_at_a_high_rate_cost_their_share() -> None:
+    """2 % of 3,000 polls a second refused at random, for 5 s: the rate stays near what is due
+    (each second costs about 2 %, the growth wins it back), instead of compounding a decrease
+    at every refusal into a collapse."""
+    time = FakeTime()
+    p = pacer(time, min_rate=1.0)
+    started = time.now
+    done = 0
+    while time.now < started + 5:
+        await p.acquire()
+        done += 1
+        time.now += 1 / 3000
+        if done % 50 == 0:
+            p.throttled(None, sent_at=time.now - 0.001)
+    assert done >= 0.9 * 5 * 3000

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyfast_async import (
@@ -451,30 +453,30 @@ async def test_connection_refused_is_transient(fast_client: AnyFast) -> None:
 # -- throttling --------------------------------------------------------------------------------
 
 
-async def test_429_storm_pauses_every_task(server: FakeAnyFast) -> None:
-    """After a 429 no new poll starts, for any task, until the pause is over."""
-    server.add_tasks(100, stages=[Stage(status="QUEUED", polls=20), Stage(status="SUCCESS")])
+async def test_429_storm_brings_polling_down_then_pauses_it(server: FakeAnyFast) -> None:
+    """When every poll is refused, the rate comes down to min_rate, and then every task
+    pauses: some 429 is followed by no request for the whole pause."""
+    server.add_tasks(20, stages=[Stage(status="QUEUED", polls=10), Stage(status="SUCCESS")])
+    throttle = Throttle(initial_pause=0.3, max_pause=0.3, min_rate=20)
     async with (
-        AnyFast(
-            server.api_key,
-            base_url=server.base_url,
-            throttle=Throttle(initial_pause=0.3, max_pause=1.0),
-        ) as client,
+        AnyFast(server.api_key, base_url=server.base_url, throttle=throttle) as client,
         client.watcher(concurrency=10, poll=PollPolicy.fixed(0.002)) as watcher,
     ):
         handles = watcher.add_many(server.tasks)
-        await anyio.sleep(0.1)
-        server.inject(Fault.rate_limited(), times=10)
+        while len(server.requests) < 50:  # polling at full speed
+            await anyio.sleep(0.01)
+        server.inject_rate(Fault.rate_limited(), 1.0)  # a storm: every poll refused ...
+        await anyio.sleep(1.5)
+        server.clear_faults()  # ... for a while
         for handle in handles:
             await handle.wait()
         stats = watcher.statistics()
-    limited = [r.time for r in server.requests if r.status == 429]
-    assert limited
-    first = min(limited)
-    quiet = [r for r in server.requests if first + 0.05 < r.time < first + 0.25]
-    assert quiet == [], "nothing is sent during the pause"
-    assert stats.throttles >= 1
-    assert stats.succeeded == 100
+    times = [r.time for r in server.requests]
+    refused = [i for i, r in enumerate(server.requests) if r.status == 429]
+    gaps = [times[i + 1] - times[i] for i in refused if i + 1 < len(times)]
+    assert max(gaps) >= 0.3 - 0.01, "a pause of initial_pause followed some 429"
+    assert stats.throttles == len(refused)
+    assert stats.succeeded == 20
 
 
 async def test_throttling_lowers_the_request_rate(server: FakeAnyFast) -> None:
@@ -760,3 +762,49 @@ async def test_a_terminal_updates_outcome_is_what_wait_many_gives(
     assert isinstance(gone, TaskNotFoundError)
     expected = await fast_client.wait_many(["ok", "bad"], poll=FAST)
     assert {k: type(v) for k, v in expected.items()} == {"ok": Task, "bad": TaskFailedError}
+
+
+async def test_on_terminal_keeps_every_outcome(server: FakeAnyFast, fast_client: AnyFast) -> None:
+    """on_terminal gets each task's terminal update once, success, failure or error, and a
+    store it writes is up to date when the task's waiters wake."""
+    server.add_task("ok")
+    server.add_task("bad", stages=FakeAnyFast.failure_stages("no"))
+    store: dict[str, Task | AnyFastError] = {}
+
+    async def save(update: TaskUpdate) -> None:
+        assert update.is_terminal
+        assert update.task_id not in store
+        await anyio.lowlevel.checkpoint()
+        store[update.task_id] = update.outcome()
+
+    async with fast_client.watcher(poll=FAST, on_terminal=save) as watcher:
+        handles = watcher.add_many(["ok", "bad", "gone"])
+        for handle in handles:
+            with contextlib.suppress(AnyFastError):
+                await handle.wait()
+            assert handle.task_id in store  # written before the waiter woke
+        assert "ok" not in watcher  # finished tasks leave the watcher; the store keeps them
+    assert isinstance(store["ok"], Task)
+    assert isinstance(store["bad"], TaskFailedError)
+    assert isinstance(store["gone"], TaskNotFoundError)
+
+
+async def test_a_failing_on_terminal_is_logged_and_watching_goes_on(
+    server: FakeAnyFast, fast_client: AnyFast, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception from a plain on_terminal callback is logged; the other tasks are still
+    watched and delivered."""
+    server.add_tasks(3)
+    seen: list[str] = []
+
+    def save(update: TaskUpdate) -> None:
+        seen.append(update.task_id)
+        if len(seen) == 1:
+            raise KeyError("the store is down")
+
+    async with fast_client.watcher(poll=FAST, on_terminal=save) as watcher:
+        for handle in watcher.add_many(server.tasks):
+            await handle.wait()
+    assert sorted(seen) == sorted(server.tasks)
+    assert "on_terminal failed for task" in caplog.text
+    assert "the store is down" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ class ResultFile:
     drop_after: int | None
     wrong_length: bool
     redirect_to: str | None = None
+    bytes_per_second: float | None = None
 
 
 def signed_url(base_url: str, name: str) -> str:
@@ -27,9 +29,12 @@ def signed_url(base_url: str, name: str) -> str:
 
 
 async def serve_file(
-    request: web.BaseRequest, served: ResultFile | None
+    request: web.BaseRequest,
+    served: ResultFile | None,
+    sleep: Callable[[float], Awaitable[bool]],
 ) -> tuple[web.StreamResponse, int]:
-    """Answer a request for ``served`` (``None``: no such file) as object storage would.
+    """Answer a request for ``served`` (``None``: no such file) as object storage would;
+    ``sleep`` paces a slow file (it returns True when the server is closing).
 
     Returns the response and the HTTP status to record (0 when the client went away).
     """
@@ -52,9 +57,13 @@ async def serve_file(
     resp.content_length = len(content) + (1 if served.wrong_length else 0)
     await resp.prepare(request)
     limit = len(content) if served.drop_after is None else served.drop_after
+    pace = served.bytes_per_second
+    piece = 64 * 1024 if pace is None else max(int(pace / 10), 1)
     try:
-        for start in range(0, limit, 64 * 1024):
-            await resp.write(content[start : min(start + 64 * 1024, limit)])
+        for start in range(0, limit, piece):
+            await resp.write(content[start : min(start + piece, limit)])
+            if pace is not None and await sleep(piece / pace):
+                return resp, 0  # the server is closing
     except ConnectionError:  # the client went away mid-file: nothing to report
         return resp, 0
     if served.drop_after is not None or served.wrong_length:

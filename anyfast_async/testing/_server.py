@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,12 +27,14 @@ from ._wire import (
     auth_error,
     drop_connection,
     envelope_error,
+    fake_video,
     go_json,
     invalid_url_error,
     make_response,
     new_request_id,
     openai_error,
     random_task_ids,
+    rate_limit_error,
 )
 
 KeyState = Literal["ok", "quota_exhausted", "forbidden"]
@@ -58,7 +61,7 @@ class RecordedRequest:
 
 
 class FakeAnyFast:
-    """A fake AnyFast gateway on 127.0.0.1: ``GET /v1/video/generations/{task_id}`` and the
+    """A fake AnyFast gateway on loopback: ``GET /v1/video/generations/{task_id}`` and the
     create call ``POST /v1/video/generations``.
 
     Use it as ``async with FakeAnyFast() as server:`` (or :meth:`start` / :meth:`close`).
@@ -71,11 +74,24 @@ class FakeAnyFast:
         clock: monotonic clock in seconds, injectable for time-based tests; it also stamps
             :attr:`RecordedRequest.time` and the ``start_time`` / ``finish_time`` fields.
         latency: seconds added before every answer (lets concurrency build up).
+        host: the address to listen on (a loopback address: it serves anyone who can reach
+            it, with no TLS).
+        port: the port to listen on; 0 for an ephemeral one (:attr:`port` then tells which).
+        max_requests: keep only the latest this many :attr:`requests` (for a server that runs
+            for long, as a local stand-in for AnyFast); ``None`` keeps every one.
+        rate_limit: answer queries and creates beyond this many per second (over the last
+            second) with HTTP 429 and a ``Retry-After``, as a rate-limited gateway does.
+        serve_results: a task that succeeds with the default result URL gets the URL of a
+            small video file served by this server instead, so downloads work with no other
+            setup.
 
-    Order of checks for each request: latency; routing (any method other than GET, a path
-    outside the query prefix, an empty id or one containing a raw ``/`` -> 404, never
-    authenticated and never faulted); then queued faults (:meth:`inject`, FIFO) and random faults
-    (:meth:`inject_rate`); then auth (401/403); then the task lookup (400 ``task_not_exist``).
+    Order of checks for each request: latency; the rate limit (queries and creates only);
+    routing (``POST /v1/video/generations`` is a create call, ``GET /files/...`` a result file
+    of :meth:`add_file`, ``GET`` of a query path a task query; anything else, such as another
+    method, a path outside the query prefix, an empty id or one containing a raw ``/``, gets
+    404, never authenticated and never faulted); then queued faults (:meth:`inject`, FIFO) and
+    random faults (:meth:`inject_rate`); then auth (401/403); then the task lookup (400
+    ``task_not_exist``) or the create body's validation (400).
     """
 
     def __init__(
@@ -85,11 +101,31 @@ class FakeAnyFast:
         advance: Literal["poll", "time"] = "poll",
         clock: Callable[[], float] = time.monotonic,
         latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_requests: int | None = None,
+        rate_limit: float | None = None,
+        serve_results: bool = False,
     ) -> None:
         if advance not in ("poll", "time"):
             raise ValueError("advance must be 'poll' or 'time'")
         if latency < 0:
             raise ValueError("latency must be >= 0")
+        if max_requests is not None and max_requests < 1:
+            raise ValueError("max_requests must be >= 1 or None")
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError("rate_limit must be > 0 or None")
+        self.host = host
+        """The address it listens on."""
+        self.port = port
+        """The port it listens on (0 until started with the default: an ephemeral port)."""
+        self.max_requests = max_requests
+        """Most requests :attr:`requests` keeps (the latest), or ``None`` for all."""
+        self.rate_limit = rate_limit
+        """Requests per second answered before the rest get 429, or ``None``."""
+        self.serve_results = serve_results
+        """Whether the default result URL is replaced by a file this server serves."""
+        self._arrivals: collections.deque[float] = collections.deque()
         self.api_key = api_key
         """The accepted API key."""
         self.advance = advance
@@ -124,19 +160,22 @@ class FakeAnyFast:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start listening on 127.0.0.1 and an ephemeral port."""
+        """Start listening on :attr:`host` and :attr:`port` (127.0.0.1 and an ephemeral port
+        by default)."""
         if self._runner is not None:
             raise RuntimeError("FakeAnyFast is already started")
         self._closing = False
         runner = web.ServerRunner(web.Server(self._handle, access_log=None), shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            await web.TCPSite(runner, self.host, self.port).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self.port = runner.addresses[0][1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._base_url = f"http://{host}:{self.port}"
 
     async def close(self) -> None:
         """Stop the server; delayed answers still sleeping are cut short (connection dropped)."""
@@ -159,7 +198,7 @@ class FakeAnyFast:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash); only while started."""
+        """``http://HOST:PORT`` (no trailing slash); only while started."""
         if self._base_url is None:
             raise RuntimeError("FakeAnyFast is not started")
         return self._base_url
@@ -179,6 +218,7 @@ class FakeAnyFast:
         drop_after: int | None = None,
         wrong_length: bool = False,
         redirect_to: str | None = None,
+        bytes_per_second: float | None = None,
     ) -> str:
         """Serve ``content`` as a result file, like object storage; return its signed URL.
 
@@ -193,8 +233,14 @@ class FakeAnyFast:
             drop_after: Close the connection after sending this many bytes of the body.
             wrong_length: Announce one byte more than is sent (the connection then closes).
             redirect_to: Answer ``302 Found`` to this URL instead.
+            bytes_per_second: Send the body no faster than this (in pieces of a tenth of a
+                second), so that a download can be interrupted midway.
         """
-        self._files[name] = ResultFile(content, expired, drop_after, wrong_length, redirect_to)
+        if bytes_per_second is not None and not bytes_per_second > 0:
+            raise ValueError("bytes_per_second must be > 0 or None")
+        self._files[name] = ResultFile(
+            content, expired, drop_after, wrong_length, redirect_to, bytes_per_second
+        )
         return signed_url(self.base_url, name)
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -382,13 +428,19 @@ class FakeAnyFast:
                 self._polls[task_id] = self._polls.get(task_id, 0) + 1
             if await self._sleep(self.latency):
                 return drop_connection(request)
+            limited = self._over_rate(arrived) if (creating or task_id is not None) else None
+            if limited is not None:
+                status = 429
+                return make_response(
+                    429, rid, ERROR_CT, rate_limit_error(), {"Retry-After": limited}
+                )
             if request.method == "GET" and path.startswith(FILES_PREFIX):
                 fault = self._faults.take(None)
                 if fault is not None and not fault.answers_normally:
                     resp, status = await self._faulted(request, None, rid, fault)
                     return resp
                 name = unquote(path[len(FILES_PREFIX) :])
-                resp, status = await serve_file(request, self._files.get(name))
+                resp, status = await serve_file(request, self._files.get(name), self._sleep)
                 return resp
             if creating:
                 fault = self._faults.take(None)
@@ -414,6 +466,8 @@ class FakeAnyFast:
                     request.method, request.raw_path, task_id, headers, arrived, status, sent
                 )
             )
+            if self.max_requests is not None and len(self._requests) > 2 * self.max_requests:
+                del self._requests[: -self.max_requests]  # trimmed in batches: cheap
 
     async def _faulted(
         self, request: web.BaseRequest, task_id: str | None, rid: str, fault: Fault
@@ -494,7 +548,36 @@ class FakeAnyFast:
         if task is None:
             return 400, ERROR_CT, go_json(envelope_error("task_not_exist", "task_not_exist"))
         data = serve_task(task, self._unix_now(), advance)
+        if self.serve_results and data.get("result_url") == DEFAULT_RESULT_URL:
+            self._serve_result(task_id, data)
         return 200, JSON_CT, go_json({"code": "success", "message": "", "data": data})
+
+    def _serve_result(self, task_id: str, data: dict[str, Any]) -> None:
+        """Point ``data``'s result URLs at a file this server serves, made on first use."""
+        name = f"{task_id}.mp4"
+        if name not in self._files:
+            self._files[name] = ResultFile(fake_video(task_id), False, None, False)
+        url = signed_url(self.base_url, name)
+        data["result_url"] = url
+        if data.get("fail_reason") == DEFAULT_RESULT_URL:
+            data["fail_reason"] = url
+        upstream = data.get("data")
+        output = upstream.get("output") if isinstance(upstream, dict) else None
+        if isinstance(output, dict) and "video_url" in output:
+            output["video_url"] = url
+
+    def _over_rate(self, now: float) -> str | None:
+        """The ``Retry-After`` for a request over :attr:`rate_limit` per second, else None."""
+        if self.rate_limit is None:
+            return None
+        arrivals = self._arrivals
+        while arrivals and arrivals[0] <= now - 1.0:
+            arrivals.popleft()
+        if len(arrivals) < self.rate_limit:
+            arrivals.append(now)
+            return None
+        wait = max(arrivals[0] + 1.0 - now, 0.001)
+        return f"{wait:.3f}"
 
 
 def _resolve(fut: asyncio.Future[bool]) -> None:

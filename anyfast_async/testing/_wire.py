@@ -72,6 +72,20 @@ def auth_error(status: int, text: str, rid: str) -> tuple[int, str, bytes]:
     return status, ERROR_CT, go_json(openai_error(message, "new_api_error"))
 
 
+def rate_limit_error() -> bytes:
+    """The body of the gateway's 429 (its OpenAI-style error)."""
+    message = "Rate limit reached for requests, please try again later"
+    return go_json(openai_error(message, "rate_limit_error", "rate_limit_exceeded"))
+
+
+def fake_video(task_id: str, size: int = 64 * 1024) -> bytes:
+    """Bytes standing for a video: an MP4 ``ftyp`` box, then filler naming ``task_id``."""
+    head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+    filler = f"fake video of {task_id}\n".encode()
+    body = head + filler * (size // len(filler) + 1)
+    return body[:size]
+
+
 def invalid_url_error(method: str, path: str) -> bytes:
     """The body of the gateway's 404 for a request outside its routes (``path`` still encoded)."""
     message = f"Invalid URL ({method} {unquote(path)})"
