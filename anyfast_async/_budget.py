@@ -1,9 +1,10 @@
 """The shared polling budget: a rate cap that reacts to HTTP 429, and pauses.
 
-One :class:`Pacer` belongs to each client. Every poll of every scheduler of that client (and
-every ``get_task``, which asks the same route) takes a slot from it before it is sent, and a
-429 answer is reported to it. Create calls are not: the gateway's create and query routes need
-not share a limit, so a throttled create must not slow polling down.
+One :class:`Pacer` belongs to each client. Every poll of every scheduler of that client takes
+a slot from it before it is sent, and a 429 answer to a poll is reported to it. Single
+``get_task`` calls and create calls are not paced (they have their own retries) and are not
+reported: the gateway's create and query routes need not share a limit, so a throttled create
+must not slow polling down.
 
 The rules, from how TCP and botocore's adaptive retry mode share a link they cannot see
 (additive or multiplicative increase over time, multiplicative decrease on a congestion
@@ -69,6 +70,7 @@ class Pacer:
         "_clock",
         "_decreased_at",
         "_filled_at",
+        "_lift_at",
         "_lock",
         "_max_rate",
         "_paused_until",
@@ -103,7 +105,8 @@ class Pacer:
         self._clock = clock
         self._cap: float | None = None  # the 429 cap where it started, or None (lifted)
         self._cap_since = 0.0  # when the cap started growing
-        self._ceiling = math.inf  # the cap is lifted once it grows to this
+        self._ceiling = math.inf  # the cap is lifted once it grows to this ...
+        self._lift_at = math.inf  # ... which is then
         self._decreased_at = -math.inf
         self._tokens = 1.0  # a token bucket under a rate, refilled at the rate
         self._filled_at = -math.inf
@@ -139,14 +142,21 @@ class Pacer:
     def _limit(self, now: float) -> float | None:
         cap = self._cap
         if cap is not None:
-            grown: float = cap * math.pow(
-                1.0 + self._throttle.recovery, max(now - self._cap_since, 0.0)
-            )
-            if grown < self._ceiling:
+            if now < self._lift_at:  # so the growth below stays finite, however long idle
+                grown: float = cap * math.pow(
+                    1.0 + self._throttle.recovery, max(now - self._cap_since, 0.0)
+                )
                 return grown if self._max_rate is None else min(grown, self._max_rate)
             self._cap = None  # recovered: the throttle is over
             self._penalty = 0.0
         return self._max_rate
+
+    def _set_cap(self, cap: float, since: float) -> None:
+        """Cap the rate at ``cap`` from ``since`` on; it is lifted when grown to the ceiling."""
+        self._cap = cap
+        self._cap_since = since
+        growth = math.log1p(self._throttle.recovery)
+        self._lift_at = since + max(math.log(self._ceiling / cap), 0.0) / growth
 
     def try_acquire(self) -> bool:
         """Take one slot if that needs no wait (no pause, nobody queued, a token at hand)."""
@@ -231,13 +241,13 @@ class Pacer:
         if now - self._window_start >= 1.0:
             self._roll(now)
         self._window_refused += 1
-        self._refused_since += 1
         throttle = self._throttle
         if retry_after is not None:
             until = now + min(retry_after, throttle.max_pause)
             self._paused_until = max(self._paused_until, until)
         if (sent_at if sent_at is not None else now - _EPISODE) < self._decreased_at:
             return  # an answer to a poll sent before the last decrease took effect
+        self._refused_since += 1
         # Most polls refused since the last decrease: a limit, to follow round trip by round
         # trip. Otherwise scattered refusals: one decrease a second, by their share (applied
         # at every refusal, a small share would compound into a collapse at high rates).
@@ -249,7 +259,12 @@ class Pacer:
         if self._window_count + self._previous_count < _SAMPLE:
             return  # too few polls to measure a rate: the pause (if asked) is the answer
         base = measured if cap is None else min(cap, measured)
-        accepted = 1.0 - self._refused_share()
+        # A limit is judged by the polls since the last decrease, scattered refusals by the
+        # last second's.
+        refused = (
+            self._refused_since / max(self._sent_since, 1) if persists else self._refused_share()
+        )
+        accepted = 1.0 - refused
         target = base * (accepted if accepted > 0.5 else 0.5)
         self._decreased_at = now
         self._sent_since = self._refused_since = 0
@@ -262,14 +277,13 @@ class Pacer:
                 else throttle.initial_pause
             )
             self._paused_until = max(self._paused_until, now + self._penalty)
-            self._cap = throttle.min_rate
-            self._cap_since = self._paused_until
+            self._set_cap(throttle.min_rate, self._paused_until)
             return
         low = max(throttle.min_rate, target)
         if self._max_rate is not None:
             low = min(low, self._max_rate)
         if self._cap is None:
             self._ceiling = 2 * measured  # lifted once back at twice the demand of now
-        self._cap = low
-        self._cap_since = max(now, self._paused_until)  # it grows once the pause is over
+        self._set_cap(low, max(now, self._paused_until))  # it grows once the pause is over
         self._tokens = min(self._tokens, 1.0)  # a decrease takes effect now, not after a burst
+        self._filled_at = now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -341,7 +342,8 @@ async def _fake_server(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still ends it
+            loop.add_signal_handler(signum, stop.set)
     async with server:
         given = "" if args.api_key_given else f" (API key: {args.api_key})"
         print(f"FakeAnyFast serving on {server.base_url}{given}", flush=True)

@@ -314,10 +314,11 @@ class PollPolicy:
 class Throttle:
     """How the client's shared polling budget reacts to HTTP 429.
 
-    One budget is shared by every watch, fan-out and watcher of a client, and by
-    ``get_task`` (the same route); create calls are not counted, since the gateway's create and
-    query routes need not share a limit. The rules are those of TCP's congestion control and
-    botocore's adaptive retries, for a limit the client cannot see:
+    One budget is shared by every watch, fan-out and watcher of a client. Single ``get_task``
+    calls and create calls are not paced by it and do not count in it (they have their own
+    retries; the gateway's create and query routes need not share a limit). The rules are
+    those of TCP's congestion control and botocore's adaptive retries, for a limit the client
+    cannot see:
 
     * **Decrease.** A 429 caps the poll rate at the rate measured over the last second (or
       the cap in force) times the share of polls not refused, at least halving it when most

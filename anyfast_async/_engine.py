@@ -1,8 +1,9 @@
 """The engine: sends one request to the API and turns the answer into a result or an error.
 
 Every request of the SDK goes through an :class:`Engine`: a task query (once, or retried) and
-a create call, whose answers it decodes or turns into the error they stand for (a query's 429
-is reported to the shared polling budget, a create's is not), and a download's stream, which
+a create call, whose answers it decodes or turns into the error they stand for (a poll's 429
+is reported to the shared polling budget; a single get's and a create's are not), and a
+download's stream, which
 it opens under its retry policy (the download module reads the storage's answer itself). It
 owns the transport, the client's shared polling budget, the per-request retry policy and the
 open/closed state; the schedulers, the downloads and the public
@@ -123,7 +124,9 @@ class Engine:
         view.retry = retry
         view._owner = False
         view._request_timeout = (
-            None if timeout == self.timeout else self._transport.client_timeout(timeout)
+            self._request_timeout
+            if timeout == self.timeout
+            else self._transport.client_timeout(timeout)
         )
         return view
 
@@ -198,8 +201,9 @@ class Engine:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def fetch_task(self, path: str, attempt: int = 1) -> Task:
-        """One GET of one task, decoded; no retry. A 429 is reported to the shared budget."""
+    async def fetch_task(self, path: str, attempt: int = 1, *, polled: bool = True) -> Task:
+        """One GET of one task, decoded; no retry. A poll's 429 (``polled``: it took a slot
+        of the shared budget) is reported to the budget."""
         sent = loop_time()
         if logger.isEnabledFor(logging.DEBUG):
             response = await self._send("GET", path, attempt)
@@ -213,13 +217,16 @@ class Engine:
         try:
             return self._result(response, decode_task)
         except RateLimitError as exc:  # the query route is throttled: every poll slows down
-            self.budget.throttled(exc.retry_after, sent_at=sent)
+            if polled:
+                self.budget.throttled(exc.retry_after, sent_at=sent)
             raise
 
     async def get_task(self, path: str) -> Task:
         """The task at ``path``, with transient failures retried per the retry policy."""
         return await retrying(  # directly: one coroutine level less on every get
-            lambda attempt: self.fetch_task(path, attempt),
+            # Not paced by the budget (it has its own retries), so not reported to it either:
+            # its sends are not counted there.
+            lambda attempt: self.fetch_task(path, attempt, polled=False),
             policy=self.retry,
             sleep=self.sleep,
             rng=self.rng,

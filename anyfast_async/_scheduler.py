@@ -482,10 +482,12 @@ class Scheduler:
             self._outcomes["timed_out"] += 1
         else:
             self._outcomes["errored"] += 1
-        if self._on_terminal is not None:
-            await self._deliver(update)
-        if entry.waiters is not None:
-            entry.waiters.set()
+        try:
+            if self._on_terminal is not None:
+                await self._deliver(update)
+        finally:  # a waiter wakes even when the delivery is cancelled (the watcher closing)
+            if entry.waiters is not None:
+                entry.waiters.set()
         await self._emit(update)
         if not self._entries:
             self._wake_up()

@@ -739,7 +739,10 @@ async def test_with_options_timeout_says_whether_the_request_was_sent(
     task may exist), which a deadline around the call could not say."""
     server.inject(Fault.slow(5.0))
     async with AnyFast(server.api_key, base_url=server.base_url) as client:
-        quick = client.with_options(timeout=Timeout(connect=2, total=0.2), max_retries=0)
+        # Chained: the second call keeps the first one's timeout.
+        quick = client.with_options(timeout=Timeout(connect=2, total=0.2)).with_options(
+            max_retries=0
+        )
         with pytest.raises(APITimeoutError) as info:
             await quick.create_text_to_video("x")
     assert info.value.sent is True

@@ -410,3 +410,16 @@ async def test_scattered_429s_at_a_high_rate_cost_their_share() -> None:
         if done % 50 == 0:
             p.throttled(None, sent_at=time.now - 0.001)
     assert done >= 0.9 * 5 * 3000
+
+
+async def test_a_cap_left_alone_for_hours_is_simply_lifted() -> None:
+    """A cap nobody looks at for a long idle spell is lifted when next read; its growth is
+    never computed past the point of lifting (no overflow)."""
+    time = FakeTime()
+    p = pacer(time)
+    await polls(p, time, 100, per_second=100)
+    await refuse(p, time, 1)
+    assert p.rate_cap is not None
+    time.now += 100_000
+    assert p.try_acquire()
+    assert p.rate_cap is None

@@ -808,3 +808,25 @@ async def test_a_failing_on_terminal_is_logged_and_watching_goes_on(
     assert sorted(seen) == sorted(server.tasks)
     assert "on_terminal failed for task" in caplog.text
     assert "the store is down" in caplog.text
+
+
+async def test_a_waiter_wakes_when_on_terminal_is_cancelled(
+    server: FakeAnyFast, fast_client: AnyFast
+) -> None:
+    """Closing the watcher while on_terminal is running (cancelling it) still wakes the
+    task's waiters: they get the task's outcome, not a hang."""
+    server.add_task("t1")
+    delivering = anyio.Event()
+
+    async def slow(update: TaskUpdate) -> None:
+        delivering.set()
+        await anyio.sleep_forever()
+
+    watcher = fast_client.watcher(poll=FAST, on_terminal=slow)
+    await watcher.__aenter__()
+    handle = watcher.add("t1")
+    await delivering.wait()
+    await watcher.aclose()
+    with anyio.fail_after(10):
+        task = await handle.wait()
+    assert task.task_id == "t1"
