@@ -167,7 +167,7 @@ class RetryPolicy:
 #: that. The gateway itself fails a task after 24 hours.
 DEFAULT_WAIT_TIMEOUT: Final = 1800.0
 
-_WAITING = frozenset({"NOT_START", "SUBMITTED", "QUEUED"})
+_WAITING = frozenset({TaskStatus.NOT_START, TaskStatus.SUBMITTED, TaskStatus.QUEUED})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -279,7 +279,7 @@ class PollPolicy:
             >>> policy.next_delay(TaskStatus.IN_PROGRESS, 9, rng)
             15.0
         """
-        if status.value in _WAITING:
+        if status in _WAITING:
             delay = min(
                 self.max_waiting_interval,
                 self.waiting_interval * self.waiting_ramp ** max(same_polls - 1, 0),

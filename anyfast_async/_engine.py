@@ -201,10 +201,14 @@ class Engine:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def fetch_task(self, path: str, attempt: int = 1, *, polled: bool = True) -> Task:
+    async def fetch_task(
+        self, path: str, attempt: int = 1, *, polled: bool = True, sent: float | None = None
+    ) -> Task:
         """One GET of one task, decoded; no retry. A poll's 429 (``polled``: it took a slot
-        of the shared budget) is reported to the budget."""
-        sent = loop_time()
+        of the shared budget) is reported to the budget, with ``sent``, the loop time of the
+        send (now, unless the caller has read the clock already)."""
+        if sent is None:
+            sent = loop_time()
         if logger.isEnabledFor(logging.DEBUG):
             response = await self._send("GET", path, attempt)
         else:  # the hot path of every poll: one coroutine level less

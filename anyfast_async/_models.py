@@ -95,6 +95,24 @@ def parse_progress(raw: object) -> int | None:
     >>> parse_progress("75%"), parse_progress(30), parse_progress(""), parse_progress("n/a")
     (75, 30, None, None)
     """
+    if type(raw) is str:  # the common case, "50%": one dict look-up
+        known = _PROGRESS_BY_RAW.get(raw, _UNPARSED)
+        if known is not _UNPARSED:
+            return known  # type: ignore[return-value]
+        value = _parse_progress(raw)
+        if len(_PROGRESS_BY_RAW) < _PROGRESS_CACHE_SIZE:
+            _PROGRESS_BY_RAW[raw] = value
+        return value
+    return _parse_progress(raw)
+
+
+_UNPARSED: Final = object()
+_PROGRESS_CACHE_SIZE: Final = 512
+#: Progress strings already parsed (there are about a hundred that occur: "0%" to "100%").
+_PROGRESS_BY_RAW: dict[str, int | None] = {}
+
+
+def _parse_progress(raw: object) -> int | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):

@@ -27,9 +27,11 @@ import math
 import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from sys import intern
 from typing import Final
 
 import anyio
+import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._aio import resolve, unwrap
@@ -45,11 +47,11 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._models import Task, TaskStatus
-from ._requests import task_path
+from ._requests import TASKS_PATH, task_path
 from ._retry import is_retryable, retry_delay
 from ._updates import TaskUpdate, WatcherStatistics
 
-__all__ = ["Entry", "Scheduler"]
+__all__ = ["Entry", "Scheduler", "summary"]
 
 logger = logging.getLogger("anyfast_async")
 
@@ -58,13 +60,37 @@ _NEVER: Final = math.inf
 #: Timer slack: work due within this many seconds is done now, which spares a timer and an
 #: event-loop turn when intervals are tiny, and changes nothing at the 15 s cadence.
 _SLACK: Final = 0.001
+_PREFIX: Final = TASKS_PATH + "/"
+_SUCCESS: Final = TaskStatus.SUCCESS
+_FAILURE: Final = TaskStatus.FAILURE
+
+
+def summary(task: Task, task_id: str) -> Task:
+    """What a scheduler keeps of a task that is not finished: the record without the
+    provider's payload (``data``, most of the record, which nothing reads while a task runs),
+    with the id, status, action and progress strings shared between tasks rather than held
+    once per task. It keeps a watched task well under 1 KB."""
+    progress = task.raw_progress
+    return msgspec.structs.replace(
+        task,
+        task_id=task_id if task.task_id == task_id else task.task_id,
+        raw_status=intern(task.raw_status),
+        action=intern(task.action),
+        raw_progress=intern(progress) if type(progress) is str else progress,
+        data=None,
+    )
 
 
 class Entry:
-    """One watched task: the scheduler's state of it, read by its handle."""
+    """One watched task: the scheduler's state of it, read by its handle.
+
+    Kept small, since a scheduler holds one per watched task for as long as it runs: the
+    deadline is computed (``started + timeout``), the query path is kept only when it is not
+    the plain prefix + id, and the last record seen is kept as a summary (see
+    :func:`summary`).
+    """
 
     __slots__ = (
-        "deadline",
         "done",
         "errors",
         "last_error",
@@ -82,10 +108,9 @@ class Entry:
 
     def __init__(self, task_id: str, path: str, started: float, timeout: float | None) -> None:
         self.task_id = task_id
-        self.path = path
+        self.path: str | None = None if path == _PREFIX + task_id else path
         self.started = started
         self.timeout = timeout
-        self.deadline = _NEVER if timeout is None else started + timeout
         self.task: Task | None = None
         self.status: TaskStatus | None = None
         self.progress: int | None = None
@@ -96,6 +121,24 @@ class Entry:
         self.outcome: Task | BaseException | None = None
         self.waiters: anyio.Event | None = None
 
+    def __lt__(self, other: Entry) -> bool:
+        # Orders heap items (due, entry) whose due times are equal; any fixed order will do.
+        return id(self) < id(other)
+
+    def ended(self, error: AnyFastError) -> TaskUpdate:
+        """The terminal update of a watch that ended with ``error``, not with an answer."""
+        return self.update(self.task, previous=self.status, terminal=True, error=error)
+
+    @property
+    def deadline(self) -> float:
+        timeout = self.timeout
+        return _NEVER if timeout is None else self.started + timeout
+
+    @property
+    def query_path(self) -> str:
+        path = self.path
+        return _PREFIX + self.task_id if path is None else path
+
     async def finished(self) -> None:
         """Wait until the watch of this task has ended (at once if it has)."""
         if self.done:
@@ -105,11 +148,16 @@ class Entry:
         await self.waiters.wait()
 
     def update(
-        self, *, previous: TaskStatus | None, terminal: bool, error: AnyFastError | None = None
+        self,
+        task: Task | None,
+        *,
+        previous: TaskStatus | None,
+        terminal: bool,
+        error: AnyFastError | None = None,
     ) -> TaskUpdate:
         return TaskUpdate(
             task_id=self.task_id,
-            task=self.task,
+            task=task,
             previous_status=previous,
             status=self.status,
             progress=self.progress,
@@ -158,9 +206,8 @@ class Scheduler:
         self._close_when_idle = close_when_idle
         self._on_terminal = on_terminal
         self._rng = random.Random()
-        self._heap: list[tuple[float, int, Entry]] = []
+        self._heap: list[tuple[float, Entry]] = []
         self._entries: dict[str, Entry] = {}
-        self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Future[None] | None = None
         self._sleeping_until = -_NEVER
@@ -200,10 +247,10 @@ class Scheduler:
         return entry
 
     def _push(self, entry: Entry, due: float) -> None:
-        if due > entry.deadline:
-            due = entry.deadline
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, entry))
+        deadline = entry.deadline
+        if due > deadline:
+            due = deadline
+        heapq.heappush(self._heap, (due, entry))
         if self._idle and due < self._sleeping_until:
             self._wake_up()
 
@@ -312,7 +359,7 @@ class Scheduler:
         while True:
             now = self._now()
             while heap and heap[0][0] <= now + _SLACK:
-                entry = heapq.heappop(heap)[2]
+                entry = heapq.heappop(heap)[1]
                 if entry.done:
                     continue
                 while idle:
@@ -340,7 +387,7 @@ class Scheduler:
             if ready:
                 entry = ready.popleft()
             elif heap and heap[0][0] <= loop.time() + _SLACK:
-                entry = heapq.heappop(heap)[2]
+                entry = heapq.heappop(heap)[1]
             elif self._stopping:
                 return
             else:
@@ -354,21 +401,27 @@ class Scheduler:
                 entry = next_entry
             if entry.done:
                 continue
-            if loop.time() + _SLACK >= entry.deadline:
+            now = loop.time()
+            remaining = entry.deadline - now
+            if remaining <= _SLACK:
                 await self._expire(entry)
                 continue
+            path = entry.path
+            if path is None:
+                path = _PREFIX + entry.task_id
             self._in_flight += 1
             try:
-                remaining = entry.deadline - loop.time()
                 if remaining > self._longest_poll:
                     if not pacer.try_acquire():
                         await pacer.acquire()
-                    task = await fetch(entry.path)
+                        now = loop.time()
+                    task = await fetch(path, sent=now)
                 else:  # this poll could outlast the deadline: cut it off there
                     with anyio.move_on_after(remaining):
                         if not pacer.try_acquire():
                             await pacer.acquire()
-                        task = await fetch(entry.path)
+                            now = loop.time()
+                        task = await fetch(path, sent=now)
                         remaining = -1.0
                     if remaining >= 0:
                         self._in_flight -= 1
@@ -392,7 +445,6 @@ class Scheduler:
         if entry.errors:  # a streak of failed polls ends: its error is no longer the news
             entry.errors = 0
             entry.last_error = None
-        entry.task = task
         if status is not previous:
             self._by_status[_UNSEEN if previous is None else previous.value] -= 1
             self._by_status[status.value] += 1
@@ -403,17 +455,20 @@ class Scheduler:
             entry.same += 1
             changed = progress != entry.progress
         entry.progress = progress
-        if status is TaskStatus.SUCCESS:
-            await self._finish(entry, task, entry.update(previous=previous, terminal=True))
+        if status is _SUCCESS:
+            entry.task = task
+            await self._finish(entry, task, entry.update(task, previous=previous, terminal=True))
             return
-        if status is TaskStatus.FAILURE:
+        if status is _FAILURE:
+            entry.task = task
             error = TaskFailedError(task)
             await self._finish(
-                entry, error, entry.update(previous=previous, terminal=True, error=error)
+                entry, error, entry.update(task, previous=previous, terminal=True, error=error)
             )
             return
+        entry.task = summary(task, entry.task_id)
         if changed:
-            await self._emit(entry.update(previous=previous, terminal=False))
+            await self._emit(entry.update(task, previous=previous, terminal=False))
         if not entry.done:
             delay = self._poll.next_delay(status, entry.same, self._rng)
             self._push(entry, self._now() + delay)
@@ -438,9 +493,7 @@ class Scheduler:
             retryable=_retryable_while_young if young else is_retryable,
         )
         if delay is None:
-            await self._finish(
-                entry, exc, entry.update(previous=entry.status, terminal=True, error=exc)
-            )
+            await self._finish(entry, exc, entry.ended(exc))
             return
         entry.errors += 1
         entry.last_error = exc
@@ -455,16 +508,12 @@ class Scheduler:
                 self._cancel.cancel()
             return
         for entry in list(self._entries.values()):
-            await self._finish(
-                entry, exc, entry.update(previous=entry.status, terminal=True, error=exc)
-            )
+            await self._finish(entry, exc, entry.ended(exc))
 
     async def _expire(self, entry: Entry) -> None:
         error = WaitTimeoutError(entry.task_id, last_task=entry.task, timeout=entry.timeout or 0.0)
         error.__cause__ = entry.last_error
-        await self._finish(
-            entry, error, entry.update(previous=entry.status, terminal=True, error=error)
-        )
+        await self._finish(entry, error, entry.ended(error))
 
     async def _finish(self, entry: Entry, outcome: Task | AnyFastError, update: TaskUpdate) -> None:
         if entry.done:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import platform
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
@@ -114,6 +115,90 @@ def _translate(exc: BaseException, method: str, path: str) -> APIConnectionError
     return error
 
 
+#: Whether a task can take back one cancellation (``Task.uncancel``, Python 3.11+), which
+#: :class:`Deadlines` needs to turn its own cancellation into a timeout.
+_CAN_UNCANCEL: Final = sys.version_info >= (3, 11)
+#: Longest time between two checks of the deadlines; shorter when a total timeout is short.
+_MAX_TICK: Final = 0.5
+
+
+def _without_total(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeout.connect,
+        sock_connect=timeout.sock_connect,
+        sock_read=timeout.sock_read,
+        ceil_threshold=timeout.ceil_threshold,
+    )
+
+
+class Deadlines:
+    """The total timeouts of the requests in flight, enforced by one timer.
+
+    aiohttp's own ``total`` timeout arms a timer per request: a heap push, a cancel, and a
+    cancelled entry left in the event loop's heap, several microseconds per request at high
+    rates. Here a request only notes its deadline in a dict (keyed by its task: a task has at
+    most one request of ours in flight), and a single timer, which runs only while requests
+    are in flight, cancels the tasks whose deadline has passed. The task takes that
+    cancellation back (``Task.uncancel``) and the request raises
+    :class:`~anyfast_async.APITimeoutError`, as it would with aiohttp's timer. A deadline
+    fires at most one tick late: a tenth of the shortest total timeout in flight, at most
+    half a second.
+    """
+
+    __slots__ = ("_due", "_expired", "_loop", "_tick", "_timer")
+
+    def __init__(self) -> None:
+        self._due: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tick = _MAX_TICK
+
+    def add(self, task: asyncio.Task[object], total: float) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._due[task] = loop.time() + total
+        tick = total / 10
+        if tick < self._tick:
+            self._tick = tick
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if self._timer is None:
+            self._timer = loop.call_at(loop.time() + self._tick, self._check)
+
+    def discard(self, task: asyncio.Task[object]) -> bool:
+        """Forget ``task``'s request; whether its deadline had passed (it was cancelled)."""
+        self._due.pop(task, None)
+        if self._expired and task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _check(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        if not self._due:
+            self._tick = _MAX_TICK
+            return
+        now = loop.time()
+        for task, due in list(self._due.items()):
+            if due <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._timer = loop.call_at(now + self._tick, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()
+        self._expired.clear()
+
+
 class Stream:
     """A response whose body is read piece by piece (for downloads)."""
 
@@ -175,6 +260,9 @@ class Transport:
         self._secret = api_key.encode()
         api = yarl.URL(base_url)
         self._origin = (api.scheme, api.host, api.port)
+        self._deadlines = Deadlines()
+        #: aiohttp timeouts as given, each without its ``total`` (enforced by _deadlines).
+        self._untimed: dict[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = {}
         self._headers: Final = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
@@ -209,10 +297,15 @@ class Transport:
                 keepalive_timeout=self._limits.keepalive_expiry,
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
+                connector=connector,
+                timeout=self._timeout,
+                raise_for_status=False,
+                # The API sets no cookies: nothing to store, nothing to filter per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
+        self._deadlines.close()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -283,6 +376,17 @@ class Transport:
         headers = self._headers
         if json_body is not None:
             headers = {**headers, "Content-Type": "application/json"}
+        timeout = timeout or self._timeout
+        total = timeout.total
+        task = asyncio.current_task() if total and _CAN_UNCANCEL else None
+        if task is not None:
+            assert total is not None
+            cancelling = task.cancelling()
+            untimed = self._untimed.get(timeout)
+            if untimed is None:
+                untimed = self._untimed[timeout] = _without_total(timeout)
+            timeout = untimed
+            self._deadlines.add(task, total)
         try:
             async with session.request(
                 method,
@@ -290,7 +394,7 @@ class Transport:
                 headers=headers,
                 data=json_body,
                 allow_redirects=False,
-                timeout=timeout or self._timeout,
+                timeout=timeout,
             ) as resp:
                 limit = self._max_bytes
                 length = resp.content_length
@@ -315,4 +419,14 @@ class Transport:
                 return Response(resp.status, resp.headers, body)
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = _translate(exc, method, path)
+        except asyncio.CancelledError:
+            if task is not None and self._deadlines.discard(task):
+                task = None  # discarded already
+                if asyncio.current_task().uncancel() <= cancelling:  # type: ignore[union-attr]
+                    error = _translate(asyncio.TimeoutError(), method, path)
+                    raise error from error.__cause__
+            raise
+        finally:
+            if task is not None:
+                self._deadlines.discard(task)
         raise error

@@ -50,26 +50,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
 import pydantic
+from bodies import IN_PROGRESS_BODY, SUCCESS_BODY
 from pydantic_task import PydanticEnvelope
 
 from anyfast_async import AnyFast, Limits, PollPolicy
 
 POLLS_PER_TASK = 5
+T = TypeVar("T")
 
 
-def _answer(status: bytes, progress: bytes) -> bytes:
-    body = (
-        b'{"code":"success","message":"","data":{"task_id":"asyntask_bench","action":"generate",'
-        b'"status":"' + status + b'","fail_reason":"","submit_time":1777343862,'
-        b'"start_time":1777343866,"finish_time":0,"progress":"' + progress + b'",'
-        b'"request_id":"20260428023742441081000FMrSbjcs","data":null}}'
-    )
+def _answer(body: bytes) -> bytes:
     return (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         b"X-Oneapi-Request-Id: 20260428023742441081000FMrSbjcs\r\n"
@@ -77,8 +73,8 @@ def _answer(status: bytes, progress: bytes) -> bytes:
     )
 
 
-RUNNING = _answer(b"IN_PROGRESS", b"50%")
-DONE = _answer(b"SUCCESS", b"100%")
+RUNNING = _answer(IN_PROGRESS_BODY)
+DONE = _answer(SUCCESS_BODY)
 KEY = "sk-bench"
 
 
@@ -116,6 +112,15 @@ def _pin(cpu_index: int) -> None:
         os.sched_setaffinity(0, {cores[cpu_index]})
 
 
+def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop of the kind named: ``asyncio`` or ``uvloop``."""
+    if loop == "uvloop":
+        import uvloop  # noqa: PLC0415 - optional: only when asked for
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def _serve(sock: socket.socket) -> None:
     _pin(1)
 
@@ -125,7 +130,16 @@ def _serve(sock: socket.socket) -> None:
         async with server:
             await server.serve_forever()
 
-    asyncio.run(main())
+    # The server runs on uvloop when it is there, so that it keeps up with the fastest client.
+    run_on("uvloop" if _has_uvloop() else "asyncio", main())
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -134,6 +148,7 @@ def cheap_server() -> Iterator[str]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)  # connections wait in the backlog until the server process is up
     port = sock.getsockname()[1]
     ctx = multiprocessing.get_context("fork")
     proc = ctx.Process(target=_serve, args=(sock,), daemon=True)
@@ -290,7 +305,8 @@ async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, f
             gc.collect()
             rss0 = rss_bytes()
             c0, w0 = cpu(), time.perf_counter()
-            watcher.add_many(f"asyntask_{i:032d}" for i in range(count))
+            # The caller keeps every handle, as an app that awaits its tasks does.
+            handles = watcher.add_many(f"asyntask_{i:032d}" for i in range(count))
             add_seconds = time.perf_counter() - w0
             while watcher.statistics().polls < count:
                 await asyncio.sleep(0.05)
@@ -302,6 +318,7 @@ async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, f
             await asyncio.sleep(3.0)
             idle_cpu = cpu() - i0
             polls_idle = watcher.statistics().polls - count
+            assert len(handles) == count and all(h.latest is not None for h in handles)
             return {
                 "tasks": count,
                 "rss_growth_mib": (rss1 - rss0) / 2**20,
@@ -347,6 +364,16 @@ CONTENDERS: dict[str, Callable[[str, int, int], Awaitable[tuple[int, float, floa
 #: Contenders so slow that they run only ``--slow-repeat`` times (their ratio is far from any
 #: target, so fewer samples change no conclusion, and the whole run stays under 15 minutes).
 SLOW = frozenset({"httpx_pydantic"})
+LABELS = {
+    "bare_aiohttp": "bare aiohttp",
+    "get_task": "get_task",
+    "watch_many": "watch_many",
+    "httpx_pydantic": "httpx + pydantic",
+    "naive_loop": "naive loop",
+}
+
+#: Contenders measured on asyncio only.
+ASYNCIO_ONLY = frozenset({"httpx_pydantic", "naive_loop"})
 
 
 def requests_at(concurrency: int, requests: int) -> int:
@@ -371,6 +398,16 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 1000])
     parser.add_argument(
+        "--loops",
+        nargs="+",
+        choices=["asyncio", "uvloop"],
+        default=["asyncio", "uvloop"],
+        help="event loops to measure on (each contender against the floor on the same loop)",
+    )
+    parser.add_argument(
+        "--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS)
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="1,000 and 10,000 tasks, 3,000 requests, 3 runs"
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -393,33 +430,39 @@ def main() -> None:
         "pydantic": pydantic.VERSION,
         "repeat": args.repeat,
         "slow_repeat": dict.fromkeys(SLOW, args.slow_repeat),
+        "bodies": {"in_progress_bytes": len(IN_PROGRESS_BODY), "success_bytes": len(SUCCESS_BODY)},
         "cpu": [],
         "memory": [],
     }
     with cheap_server() as base:
-        for concurrency in args.concurrency:
-            total = requests_at(concurrency, args.requests)
-            samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-            walls: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-            for run in range(args.repeat):  # interleaved, so drift hits every contender alike
-                for name, fn in CONTENDERS.items():
-                    if name in SLOW and run >= args.slow_repeat:
-                        continue
-                    count, cpu_s, wall = asyncio.run(fn(base, concurrency, total))
-                    samples[name].append(cpu_s / count * 1e6)
-                    walls[name].append(wall)
-            row: dict[str, Any] = {"concurrency": concurrency, "requests": total}
-            for name, values in samples.items():
-                row[name] = {
-                    "cpu_us_per_request": _median(values),
-                    "samples": values,
-                    "wall_seconds": walls[name],
-                }
-            floor = row["bare_aiohttp"]["cpu_us_per_request"]
-            for name in CONTENDERS:
-                row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
-            results["cpu"].append(row)
-            print(json.dumps(row), flush=True)
+        for loop in args.loops:
+            # The alternatives are measured on asyncio only: they are there for scale.
+            names = [n for n in args.contenders if loop == "asyncio" or n not in ASYNCIO_ONLY]
+            if "bare_aiohttp" not in names:
+                names.insert(0, "bare_aiohttp")
+            for concurrency in args.concurrency:
+                total = requests_at(concurrency, args.requests)
+                samples: dict[str, list[float]] = {name: [] for name in names}
+                walls: dict[str, list[float]] = {name: [] for name in names}
+                for run in range(args.repeat):  # interleaved: drift hits every contender alike
+                    for name in names:
+                        if name in SLOW and run >= args.slow_repeat:
+                            continue
+                        count, cpu_s, wall = run_on(loop, CONTENDERS[name](base, concurrency, total))
+                        samples[name].append(cpu_s / count * 1e6)
+                        walls[name].append(wall)
+                row: dict[str, Any] = {"loop": loop, "concurrency": concurrency, "requests": total}
+                for name, values in samples.items():
+                    row[name] = {
+                        "cpu_us_per_request": _median(values),
+                        "samples": values,
+                        "wall_seconds": walls[name],
+                    }
+                floor = row["bare_aiohttp"]["cpu_us_per_request"]
+                for name in names:
+                    row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
+                results["cpu"].append(row)
+                print(json.dumps({k: v for k, v in row.items()}), flush=True)
     for tasks in args.tasks:
         results["memory"].append(measure_memory(tasks))
         print(json.dumps(results["memory"][-1]), flush=True)
@@ -442,20 +485,22 @@ def report(results: dict[str, Any]) -> None:
         f"{results['elapsed_seconds'] / 60:.1f} min."
     )
     print()
-    print("Client CPU per request (µs), and the ratio to the bare aiohttp floor:")
+    print("Client CPU per request (µs), and the ratio to the bare aiohttp floor on the same loop:")
     print()
-    print(
-        "| concurrency | bare aiohttp | get_task | watch_many | httpx + pydantic | naive loop "
-        "| httpx + pydantic / watch_many |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    names = [n for n in LABELS if any(n in row for row in results["cpu"])]
+    print("| loop | concurrency | " + " | ".join(LABELS[n] for n in names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
     for row in results["cpu"]:
-        cells = [f"{row['bare_aiohttp']['cpu_us_per_request']:.0f} µs"]
-        for name in ("get_task", "watch_many", "httpx_pydantic", "naive_loop"):
-            r = row[name]
-            cells.append(f"{r['cpu_us_per_request']:.0f} µs ({r['ratio_to_floor']:.2f}x)")
-        alt = row["httpx_pydantic"]["cpu_us_per_request"] / row["watch_many"]["cpu_us_per_request"]
-        print(f"| {row['concurrency']:,} | " + " | ".join(cells) + f" | {alt:.2f}x |")
+        cells = []
+        for name in names:
+            r = row.get(name)
+            if r is None:
+                cells.append("")
+            elif name == "bare_aiohttp":
+                cells.append(f"{r['cpu_us_per_request']:.0f} µs")
+            else:
+                cells.append(f"{r['cpu_us_per_request']:.0f} µs ({r['ratio_to_floor']:.2f}x)")
+        print(f"| {row['loop']} | {row['concurrency']:,} | " + " | ".join(cells) + " |")
     print()
     print(
         "| watched tasks | RSS growth | per task | time to add all | first round of polls "
