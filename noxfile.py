@@ -188,15 +188,17 @@ def redis_server(session: nox.Session) -> Iterator[str | None]:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and write their results under benchmarks/ (slow: about 12 minutes).
+    """Run the benchmarks and write their results under benchmarks/ (about 15 minutes; under 3
+    with ``-- --quick``).
 
     Installs what the comparisons need (httpx, pydantic, orjson) into the session's own
-    virtualenv only: they are not dependencies of the package. ``nox -s bench -- --quick``
-    for a smaller run; any other arguments go to ``bench_watch.py``.
+    virtualenv only: they are not dependencies of the package; and uvloop (the ``speed``
+    extra), on which the client is measured too. ``nox -s bench -- --quick`` for a smaller
+    run; any other arguments go to ``bench_watch.py``.
     """
     # sniffio: without it httpcore retries a failed `import sniffio` on every request, which
     # would make the httpx contender look slower than its users see it.
-    session.install("-e", ".", "httpx", "sniffio", "pydantic>=2", "orjson")
+    session.install("-e", ".[speed]", "httpx", "sniffio", "pydantic>=2", "orjson")
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/bench_decode.py", "--json", "benchmarks/decode.json", *quick)
     session.run(
@@ -205,6 +207,7 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python", "benchmarks/bench_throttle.py", "--json", "benchmarks/throttle.json", *quick
     )
+    session.run("python", "benchmarks/bench_scale.py", "--json", "benchmarks/scale.json", *quick)
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
     )

@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -381,6 +381,13 @@ def _parser() -> argparse.ArgumentParser:
         "4 authentication or API error",
     )
     parser.add_argument("--version", action="version", version=f"anyfast-async {__version__}")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="the event loop: uvloop when installed (pip install 'anyfast-async[speed]'), "
+        "else asyncio (auto)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     get = commands.add_parser("get", parents=[common], help="print a task")
@@ -463,6 +470,20 @@ def _one_line_warning(
     print(f"anyfast: warning: {message}", file=sys.stderr)
 
 
+def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
+    """Run ``coro`` on uvloop (``auto``: when it is installed) or on asyncio's own loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 - optional (the "speed" extra)
+        except ImportError:
+            if loop == "uvloop":
+                coro.close()
+                raise _Usage("--loop uvloop: uvloop is not installed") from None
+        else:
+            return uvloop.run(coro)  # type: ignore[no-any-return]
+    return asyncio.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``anyfast`` command; return its exit code."""
     warnings.showwarning = _one_line_warning
@@ -475,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} must be at least 1")
     try:
-        code: int = asyncio.run(args.run(args))
+        code: int = _run(args.run(args), args.loop)
         sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
         return code
     except _Usage as exc:

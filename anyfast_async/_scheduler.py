@@ -563,6 +563,7 @@ class Scheduler:
                     await stream.send(update)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.remove(stream)
+                stream.close()  # its reader is gone
 
     # -- observing -------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ into Python objects:
 * **pydantic v2**: ``PydanticEnvelope.model_validate_json`` into a model with the same fields
   as ``Task`` (``benchmarks/pydantic_task.py``).
 
-Two bodies: the documented HappyHorse example (``tests/data/query_happyhorse_success.json``,
-whose URLs are placeholders of ~90 characters) and a realistic one built from it, whose
+Three bodies: the gateway's in-progress record with the provider's payload in ``data``
+(``bodies.IN_PROGRESS_BODY``, what almost every poll receives), the documented HappyHorse
+example (``tests/data/query_happyhorse_success.json``, whose URLs are placeholders of ~90
+characters) and a realistic one built from it, whose
 ``result_url``, ``fail_reason`` and ``data.output.video_url`` are 600-character signed OSS URLs
 with ``&`` written as ``\\u0026``, as the gateway's Go encoder writes it.
 
@@ -42,6 +44,7 @@ from urllib.parse import quote
 import msgspec
 import orjson
 import pydantic
+from bodies import IN_PROGRESS_BODY
 from pydantic_task import PydanticEnvelope
 
 from anyfast_async import Task
@@ -140,7 +143,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     repeat = 3 if args.quick else args.repeat
-    bodies = {"documented": documented_body(), "signed_urls": realistic_body()}
+    bodies = {
+        "in_progress": IN_PROGRESS_BODY,
+        "documented": documented_body(),
+        "signed_urls": realistic_body(),
+    }
     for body in bodies.values():
         check(body)
     signed = decode_task(bodies["signed_urls"])
@@ -182,6 +189,7 @@ def report(results: dict[str, Any]) -> None:
     )
     print("|---|---:|---:|---:|---:|")
     labels = {
+        "in_progress": "in-progress record, provider payload in data",
         "documented": "documented HappyHorse example",
         "signed_urls": "600-char signed URLs",
     }

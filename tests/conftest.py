@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import os
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,10 +19,19 @@ from anyfast_async.testing import FakeAnyFast
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """aiohttp runs on asyncio only."""
-    return "asyncio"
+def _loops() -> list[Any]:
+    """asyncio's own event loop, and uvloop where it is installed (the ``speed`` extra)."""
+    loops: list[Any] = [pytest.param(("asyncio", {}), id="asyncio")]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
+    return loops
+
+
+@pytest.fixture(params=_loops())
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Every async test runs on asyncio's loop and on uvloop (aiohttp needs asyncio)."""
+    backend: tuple[str, dict[str, Any]] = request.param
+    return backend
 
 
 class RecordingSleep:
