@@ -474,7 +474,7 @@ def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
     """Run ``coro`` on uvloop (``auto``: when it is installed) or on asyncio's own loop."""
     if loop != "asyncio":
         try:
-            import uvloop  # noqa: PLC0415 - optional (the "speed" extra)
+            import uvloop
         except ImportError:
             if loop == "uvloop":
                 coro.close()

@@ -7,7 +7,9 @@ watcher with ``PollPolicy()`` (a running task is polled every 15 s, ±10 % jitte
 every handle. All of them are due at once at the start; the first round of polls therefore
 takes a while, after which polls spread out over the cadence. From then on, for ``--window``
 seconds, it counts the polls done against those due (tasks / 15 per second) and the CPU this
-process used.
+process used. Then, as the floor, the bare aiohttp loop of ``bench_watch.py`` at the same
+concurrency and on the same loop: its CPU per poll bounds what any aiohttp client can keep up
+with on one core.
 
     python benchmarks/bench_scale.py                      # 150,000 tasks, a 30 s window
     python benchmarks/bench_scale.py --quick              # the same tasks, a 10 s window
@@ -32,39 +34,43 @@ async def cadence(base: str, tasks: int, concurrency: int, window: float) -> dic
     policy = PollPolicy()
     assert policy.interval == CADENCE
     limits = Limits(max_connections=concurrency)
-    async with AnyFast(bench.KEY, base_url=base, limits=limits) as client:
-        async with client.watcher(concurrency=concurrency, timeout=None, poll=policy) as watcher:
-            rss0 = bench.rss_bytes()
-            started = time.perf_counter()
-            handles = watcher.add_many(f"hold_{i:036d}" for i in range(tasks))
-            while watcher.statistics().polls < tasks:
-                await asyncio.sleep(0.1)
-            first_round = time.perf_counter() - started
-            # Let the second round begin (its polls are spread by the jitter), then measure.
-            await asyncio.sleep(max(0.0, CADENCE * 1.1 - first_round))
-            polls0, cpu0, wall0 = watcher.statistics().polls, bench.cpu(), time.perf_counter()
-            await asyncio.sleep(window)
-            stats = watcher.statistics()
-            polls, cpu_s, wall = (
-                stats.polls - polls0,
-                bench.cpu() - cpu0,
-                time.perf_counter() - wall0,
-            )
-            rss1 = bench.rss_bytes()
-            assert len(handles) == tasks and stats.watching == tasks
-            return {
-                "tasks": tasks,
-                "concurrency": concurrency,
-                "window_seconds": wall,
-                "polls_due_per_second": tasks / CADENCE,
-                "polls_per_second": polls / wall,
-                "kept_up": polls / wall / (tasks / CADENCE),
-                "client_cpu_cores": cpu_s / wall,
-                "cpu_us_per_poll": cpu_s / polls * 1e6,
-                "first_round_seconds": first_round,
-                "errors": stats.errors,
-                "rss_growth_mib": (rss1 - rss0) / 2**20,
-            }
+    client = AnyFast(bench.KEY, base_url=base, limits=limits)
+    async with (
+        client,
+        client.watcher(concurrency=concurrency, timeout=None, poll=policy) as watcher,
+    ):
+        rss0 = bench.rss_bytes()
+        started = time.perf_counter()
+        handles = watcher.add_many(f"hold_{i:036d}" for i in range(tasks))
+        while watcher.statistics().polls < tasks:
+            await asyncio.sleep(0.1)
+        first_round = time.perf_counter() - started
+        # Let the second round begin (its polls are spread by the jitter), then measure.
+        await asyncio.sleep(max(0.0, CADENCE * 1.1 - first_round))
+        polls0, cpu0, wall0 = watcher.statistics().polls, bench.cpu(), time.perf_counter()
+        await asyncio.sleep(window)
+        stats = watcher.statistics()
+        polls, cpu_s, wall = (
+            stats.polls - polls0,
+            bench.cpu() - cpu0,
+            time.perf_counter() - wall0,
+        )
+        rss1 = bench.rss_bytes()
+        assert len(handles) == tasks
+        assert stats.watching == tasks
+        return {
+            "tasks": tasks,
+            "concurrency": concurrency,
+            "window_seconds": wall,
+            "polls_due_per_second": tasks / CADENCE,
+            "polls_per_second": polls / wall,
+            "kept_up": polls / wall / (tasks / CADENCE),
+            "client_cpu_cores": cpu_s / wall,
+            "cpu_us_per_poll": cpu_s / polls * 1e6,
+            "first_round_seconds": first_round,
+            "errors": stats.errors,
+            "rss_growth_mib": (rss1 - rss0) / 2**20,
+        }
 
 
 def main() -> None:
@@ -81,13 +87,24 @@ def main() -> None:
     with bench.cheap_server() as base:
         bench._pin(0)
         result = bench.run_on(args.loop, cadence(base, args.tasks, args.concurrency, args.window))
+        # The floor: what a bare aiohttp loop on the same loop, at the same concurrency and
+        # with the same answers, can do on this core (polls per second of CPU).
+        count, cpu_s, _wall = bench.run_on(
+            args.loop, bench.bare_aiohttp(base, args.concurrency, 20_000)
+        )
     result["loop"] = args.loop
+    result["floor_cpu_us_per_poll"] = cpu_s / count * 1e6
+    result["floor_polls_per_core_second"] = count / cpu_s
     print(json.dumps(result))
     print(
         f"\n{result['tasks']:,} tasks at a {CADENCE:.0f} s cadence on {args.loop}: "
         f"{result['polls_per_second']:,.0f} polls/s done of {result['polls_due_per_second']:,.0f} "
         f"due ({result['kept_up']:.2f}), client CPU {result['client_cpu_cores']:.2f} of a core "
         f"({result['cpu_us_per_poll']:.0f} µs a poll), first round {result['first_round_seconds']:.1f} s"
+    )
+    print(
+        f"The bare aiohttp floor at the same concurrency: {result['floor_cpu_us_per_poll']:.0f} µs "
+        f"a poll, at most {result['floor_polls_per_core_second']:,.0f} polls per second of a core."
     )
     if args.json:
         with open(args.json, "w") as f:

@@ -121,7 +121,7 @@ def _pin(cpu_index: int) -> None:
 def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on a new event loop of the kind named: ``asyncio`` or ``uvloop``."""
     if loop == "uvloop":
-        import uvloop  # noqa: PLC0415 - optional: only when asked for
+        import uvloop
 
         return uvloop.run(coro)
     return asyncio.run(coro)
@@ -142,7 +142,7 @@ def _serve(sock: socket.socket) -> None:
 
 def _has_uvloop() -> bool:
     try:
-        import uvloop  # noqa: F401, PLC0415
+        import uvloop  # noqa: F401
     except ImportError:
         return False
     return True
@@ -324,7 +324,8 @@ async def watched_memory(base: str, count: int, concurrency: int) -> dict[str, f
             await asyncio.sleep(3.0)
             idle_cpu = cpu() - i0
             polls_idle = watcher.statistics().polls - count
-            assert len(handles) == count and all(h.latest is not None for h in handles)
+            assert len(handles) == count
+            assert all(h.latest is not None for h in handles)
             return {
                 "tasks": count,
                 "rss_growth_mib": (rss1 - rss0) / 2**20,
@@ -473,7 +474,7 @@ def main() -> None:
                 for name in names:
                     row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
                 results["cpu"].append(row)
-                print(json.dumps({k: v for k, v in row.items()}), flush=True)
+                print(json.dumps(dict(row.items())), flush=True)
     for tasks in args.tasks:
         results["memory"].append(measure_memory(tasks))
         print(json.dumps(results["memory"][-1]), flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from anyfast_async import AnyFast, APITimeoutError, PollPolicy, Timeout
+from anyfast_async import AnyFast, APITimeoutError, PollPolicy, Timeout, WaitTimeoutError
 from anyfast_async._cli import _run
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
@@ -83,7 +83,8 @@ async def test_a_cancellation_from_outside_still_cancels(
             await client.get_task("t1")
         assert scope.cancelled_caught
         current = asyncio.current_task()
-        assert current is not None and current.cancelling() == 0
+        assert current is not None
+        assert current.cancelling() == 0
 
 
 async def test_deadline_and_outer_cancellation_together(
@@ -105,7 +106,8 @@ async def test_deadline_and_outer_cancellation_together(
                     await anyio.sleep(0.05)  # an outer cancellation lands here, if it fired
             assert timed_out or scope.cancelled_caught
             current = asyncio.current_task()
-            assert current is not None and current.cancelling() == 0
+            assert current is not None
+            assert current.cancelling() == 0
 
 
 # -- what a watcher keeps ----------------------------------------------------------------------
@@ -124,25 +126,26 @@ async def test_a_running_task_is_kept_without_its_provider_payload(
             Stage(status="SUCCESS", progress="100%", extra={"data": success_payload}),
         ],
     )
-    async with client_for(server, sleep) as client:
-        async with client.watcher(poll=PollPolicy.fixed(0.01)) as watcher:
-            updates = watcher.updates()
-            handle = watcher.add("t1")
-            first = await updates.__anext__()
-            latest = handle.latest
-            assert first.task is not None and first.task.data == PAYLOAD
-            assert first.task.dashscope is not None
-            assert latest is not None
-            assert latest.data is None
-            assert (latest.status, latest.progress, latest.task_id) == (
-                first.task.status,
-                50,
-                "t1",
-            )
-            assert latest.submit_time == first.task.submit_time
-            assert latest.request_id == first.task.request_id
-            done = await handle.wait()
-            await updates.aclose()
+    client = client_for(server, sleep)
+    async with client, client.watcher(poll=PollPolicy.fixed(0.01)) as watcher:
+        updates = watcher.updates()
+        handle = watcher.add("t1")
+        first = await updates.__anext__()
+        latest = handle.latest
+        assert first.task is not None
+        assert first.task.data == PAYLOAD
+        assert first.task.dashscope is not None
+        assert latest is not None
+        assert latest.data is None
+        assert (latest.status, latest.progress, latest.task_id) == (
+            first.task.status,
+            50,
+            "t1",
+        )
+        assert latest.submit_time == first.task.submit_time
+        assert latest.request_id == first.task.request_id
+        done = await handle.wait()
+        await updates.aclose()
     assert done.data == success_payload
     assert handle.latest is done
 
@@ -154,12 +157,12 @@ async def test_a_timed_out_task_reports_its_last_record(
     server.add_task(
         "t1", stages=[Stage(status="IN_PROGRESS", progress="60%", extra={"data": PAYLOAD})]
     )
-    async with client_for(server, sleep) as client:
-        async with client.watcher(poll=PollPolicy.fixed(0.01), timeout=0.3) as watcher:
-            handle = watcher.add("t1")
-            with pytest.raises(Exception) as info:
-                await handle.wait()
-    last = getattr(info.value, "last_task", None)
+    client = client_for(server, sleep)
+    async with client, client.watcher(poll=PollPolicy.fixed(0.01), timeout=0.3) as watcher:
+        handle = watcher.add("t1")
+        with pytest.raises(WaitTimeoutError) as info:
+            await handle.wait()
+    last = info.value.last_task
     assert last is not None
     assert (last.raw_status, last.progress, last.data) == ("IN_PROGRESS", 60, None)
 
@@ -170,9 +173,9 @@ async def test_ids_that_need_quoting_keep_their_path(
     """An id with characters that are percent-encoded in the path is polled at its own path."""
     odd = "task/with space?x"
     server.add_task(odd, stages=[Stage(status="SUCCESS", progress="100%")])
-    async with client_for(server, sleep) as client:
-        async with client.watcher(poll=PollPolicy.fixed(0.01)) as watcher:
-            done = await watcher.add(odd).wait()
+    client = client_for(server, sleep)
+    async with client, client.watcher(poll=PollPolicy.fixed(0.01)) as watcher:
+        done = await watcher.add(odd).wait()
     assert done.task_id == odd
     assert server.requests[-1].task_id == odd
 
