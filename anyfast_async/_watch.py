@@ -185,7 +185,15 @@ class TaskHandle:
 
     @property
     def latest(self) -> Task | None:
-        """The task as last seen, or ``None`` before the first answer."""
+        """The task as last seen, or ``None`` before the first answer.
+
+        While the task runs, this is its last record without the provider's payload:
+        ``data`` is ``None`` (status, progress, times, ids and every other field are there).
+        The payload is most of a record and is rarely read before the end, and a watcher
+        keeps one record per task; dropping it keeps a watched task under 1 KB. The
+        :class:`TaskUpdate` of a change carries the whole record, and so does the finished
+        task; for the payload of a running task, call :meth:`AnyFast.get_task`.
+        """
         return self._entry.task
 
     def done(self) -> bool:
