@@ -158,9 +158,11 @@ class Pacer:
         growth = math.log1p(self._throttle.recovery)
         self._lift_at = since + max(math.log(self._ceiling / cap), 0.0) / growth
 
-    def try_acquire(self) -> bool:
-        """Take one slot if that needs no wait (no pause, nobody queued, a token at hand)."""
-        now = self._clock()
+    def try_acquire(self, now: float | None = None) -> bool:
+        """Take one slot if that needs no wait (no pause, nobody queued, a token at hand).
+        ``now``: the clock's reading, if the caller has just read it."""
+        if now is None:
+            now = self._clock()
         if self._paused_until > now:
             return False
         if self._cap is not None or self._max_rate is not None:

@@ -227,14 +227,19 @@ class Engine:
 
     async def get_task(self, path: str) -> Task:
         """The task at ``path``, with transient failures retried per the retry policy."""
-        return await retrying(  # directly: one coroutine level less on every get
-            # Not paced by the budget (it has its own retries), so not reported to it either:
-            # its sends are not counted there.
+        # Not paced by the budget (it has its own retries), so not reported to it either:
+        # its sends are not counted there.
+        try:  # the first attempt directly: the retry loop only for a failure
+            return await self.fetch_task(path, polled=False)
+        except AnyFastError as exc:
+            failed = exc
+        return await retrying(
             lambda attempt: self.fetch_task(path, attempt, polled=False),
             policy=self.retry,
             sleep=self.sleep,
             rng=self.rng,
             what=f"GET {path}",
+            failed=failed,
         )
 
     async def create(self, body: bytes) -> CreatedTask:

@@ -8,6 +8,7 @@ the caller set, so the server's defaults apply to the rest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
@@ -28,6 +29,10 @@ __all__ = [
 TASKS_PATH: Final = "/v1/video/generations"
 
 
+#: Ids made only of characters that percent-encoding leaves alone.
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
 def task_path(task_id: str) -> str:
     """The query path of ``task_id``, sent as one percent-encoded path segment.
 
@@ -39,6 +44,8 @@ def task_path(task_id: str) -> str:
     """
     if not isinstance(task_id, str):
         raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
+    if _PLAIN_ID.fullmatch(task_id) and task_id not in (".", ".."):
+        return f"{TASKS_PATH}/{task_id}"  # nothing to encode (every id the API issues)
     if not task_id.strip():
         raise ValueError("task_id must be a non-empty string")
     try:

@@ -105,43 +105,49 @@ async def retrying(
     rng: random.Random,
     what: str = "request",
     retryable: Callable[[BaseException], bool] = is_retryable,
+    failed: AnyFastError | None = None,
 ) -> T:
     """Await ``call(attempt)`` until it succeeds, retrying transient errors per ``policy``.
 
     ``attempt`` is 1 for the first try, 2 for the first retry, and so on. The waits are
-    :func:`retry_delay`'s.
+    :func:`retry_delay`'s. ``failed``: the error of a first attempt the caller made itself
+    (its fast path); the retries go on from there.
 
     When the retries run out, or the error is not transient, the last error is raised as
     itself, with a note of how many attempts were made.
     """
     attempt = 0
+    failure = failed
     while True:
-        try:
-            return await call(attempt + 1)
-        except AnyFastError as exc:
-            if not retryable(exc):
-                raise
-            if attempt >= policy.max_retries:
-                if attempt:
-                    _note(exc, f"gave up after {attempt + 1} attempts")
-                raise
-            attempt += 1
-            delay = retry_delay(
-                exc,
-                attempt,
-                backoff=policy.backoff,
-                max_retry_after=policy.max_retry_after,
-                rng=rng,
-                retryable=retryable,
-            )
-            assert delay is not None  # retryable, as checked above
-            logger.debug(
-                "retrying %s in %.3f s (retry %d of %d) after %s: %s",
-                what,
-                delay,
-                attempt,
-                policy.max_retries,
-                type(exc).__name__,
-                exc,
-            )
-            await sleep(delay)
+        if failure is None:
+            try:
+                return await call(attempt + 1)
+            except AnyFastError as exc:
+                failure = exc
+        exc, failure = failure, None
+        if not retryable(exc):
+            raise exc
+        if attempt >= policy.max_retries:
+            if attempt:
+                _note(exc, f"gave up after {attempt + 1} attempts")
+            raise exc
+        attempt += 1
+        delay = retry_delay(
+            exc,
+            attempt,
+            backoff=policy.backoff,
+            max_retry_after=policy.max_retry_after,
+            rng=rng,
+            retryable=retryable,
+        )
+        assert delay is not None  # retryable, as checked above
+        logger.debug(
+            "retrying %s in %.3f s (retry %d of %d) after %s: %s",
+            what,
+            delay,
+            attempt,
+            policy.max_retries,
+            type(exc).__name__,
+            exc,
+        )
+        await sleep(delay)

@@ -402,7 +402,8 @@ class Scheduler:
             if entry.done:
                 continue
             now = loop.time()
-            remaining = entry.deadline - now
+            timeout = entry.timeout
+            remaining = _NEVER if timeout is None else entry.started + timeout - now
             if remaining <= _SLACK:
                 await self._expire(entry)
                 continue
@@ -412,13 +413,13 @@ class Scheduler:
             self._in_flight += 1
             try:
                 if remaining > self._longest_poll:
-                    if not pacer.try_acquire():
+                    if not pacer.try_acquire(now):
                         await pacer.acquire()
                         now = loop.time()
                     task = await fetch(path, sent=now)
                 else:  # this poll could outlast the deadline: cut it off there
                     with anyio.move_on_after(remaining):
-                        if not pacer.try_acquire():
+                        if not pacer.try_acquire(now):
                             await pacer.acquire()
                             now = loop.time()
                         task = await fetch(path, sent=now)
@@ -432,12 +433,21 @@ class Scheduler:
                 await self._failed(entry, exc)
                 continue
             self._in_flight -= 1
-            if not entry.done:
-                await self._observe(entry, task)
+            if entry.done:
+                continue
+            # The common case (a running task, seen again) is settled without a coroutine.
+            update = self._observe(entry, task)
+            if update is not None:
+                if update.is_terminal:
+                    await self._finish(entry, update.error or task, update)
+                else:
+                    await self._emit(update)
 
     # -- outcomes --------------------------------------------------------------------------
 
-    async def _observe(self, entry: Entry, task: Task) -> None:
+    def _observe(self, entry: Entry, task: Task) -> TaskUpdate | None:
+        """Record a poll's answer; the update it makes, if any (a terminal one is for the
+        caller to finish with). A task still running is scheduled for its next poll."""
         self._polls += 1
         status = task.status
         progress = task.progress
@@ -457,21 +467,14 @@ class Scheduler:
         entry.progress = progress
         if status is _SUCCESS:
             entry.task = task
-            await self._finish(entry, task, entry.update(task, previous=previous, terminal=True))
-            return
+            return entry.update(task, previous=previous, terminal=True)
         if status is _FAILURE:
             entry.task = task
             error = TaskFailedError(task)
-            await self._finish(
-                entry, error, entry.update(task, previous=previous, terminal=True, error=error)
-            )
-            return
+            return entry.update(task, previous=previous, terminal=True, error=error)
         entry.task = summary(task, entry.task_id)
-        if changed:
-            await self._emit(entry.update(task, previous=previous, terminal=False))
-        if not entry.done:
-            delay = self._poll.next_delay(status, entry.same, self._rng)
-            self._push(entry, self._now() + delay)
+        self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
+        return entry.update(task, previous=previous, terminal=False) if changed else None
 
     async def _failed(self, entry: Entry, exc: AnyFastError) -> None:
         self._errors += 1
