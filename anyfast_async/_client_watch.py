@@ -158,6 +158,18 @@ class WatchCalls:
                 everything stops.
             PermissionDeniedError: likewise, for a 403.
         """
+        return self._many(task_ids, concurrency, timeout, poll, poll_interval)
+
+    def _many(
+        self,
+        task_ids: Iterable[str],
+        concurrency: int,
+        timeout: float | None,
+        poll: PollPolicy | None,
+        poll_interval: float | None,
+        *,
+        terminal_only: bool = False,
+    ) -> UpdateStream:
         scheduler = new_scheduler(
             self._engine,
             concurrency=concurrency,
@@ -169,7 +181,11 @@ class WatchCalls:
         for task_id in task_ids:
             scheduler.add(task_id)
         return UpdateStream(
-            scheduler, buffer=max(64, concurrency), owns_scheduler=True, raise_errors=False
+            scheduler,
+            buffer=max(64, concurrency),
+            owns_scheduler=True,
+            raise_errors=False,
+            terminal_only=terminal_only,
         )
 
     async def wait_many(
@@ -215,9 +231,8 @@ class WatchCalls:
         if download_concurrency < 1:
             raise ValueError(f"download_concurrency must be >= 1, got {download_concurrency!r}")
         ids = list(dict.fromkeys(task_ids))
-        updates = self.watch_many(
-            ids, concurrency=concurrency, timeout=timeout, poll=poll, poll_interval=poll_interval
-        )
+        # Only outcomes are read: the reader is never woken for a progress change.
+        updates = self._many(ids, concurrency, timeout, poll, poll_interval, terminal_only=True)
         return await wait_many(
             self._engine,
             updates,

@@ -215,6 +215,7 @@ class Scheduler:
         self._stopping = False
         self._ready: deque[Entry] = deque()
         self._subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
+        self._terminal_subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
         self._runner: asyncio.Task[None] | None = None
         self._cancel: anyio.CancelScope | None = None
         self._closed = False
@@ -333,9 +334,10 @@ class Scheduler:
         self._entries.clear()
         self._heap.clear()
         self._ready.clear()
-        for stream in self._subscribers:
+        for stream in (*self._subscribers, *self._terminal_subscribers):
             stream.close()
         self._subscribers.clear()
+        self._terminal_subscribers.clear()
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when`` (loop time) or until :meth:`_wake_up`, whichever is first."""
@@ -352,13 +354,18 @@ class Scheduler:
                 timer.cancel()
 
     async def _dispatch(self) -> None:
-        """Move due entries to the pollers; sleep until the next is due."""
+        """Hand due entries to idle pollers; sleep until the next is due.
+
+        Only while a poller is idle: busy pollers take due entries from the heap themselves
+        when they come free, so with every poller busy the dispatcher sleeps without a timer
+        (a poller that goes idle wakes it) instead of waking for every entry that falls due.
+        """
         heap = self._heap
         idle = self._idle
         ready = self._ready
         while True:
             now = self._now()
-            while heap and heap[0][0] <= now + _SLACK:
+            while idle and heap and heap[0][0] <= now + _SLACK:
                 entry = heapq.heappop(heap)[1]
                 if entry.done:
                     continue
@@ -371,7 +378,7 @@ class Scheduler:
                     ready.append(entry)
             if self._close_when_idle and not self._entries:
                 return
-            await self._sleep_until(heap[0][0] if heap else _NEVER)
+            await self._sleep_until(heap[0][0] if heap and idle else _NEVER)
 
     async def _worker(self) -> None:
         loop = self._loop
@@ -474,7 +481,9 @@ class Scheduler:
             return entry.update(task, previous=previous, terminal=True, error=error)
         entry.task = summary(task, entry.task_id)
         self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
-        return entry.update(task, previous=previous, terminal=False) if changed else None
+        if changed and self._subscribers:
+            return entry.update(task, previous=previous, terminal=False)
+        return None
 
     async def _failed(self, entry: Entry, exc: AnyFastError) -> None:
         self._errors += 1
@@ -556,25 +565,36 @@ class Scheduler:
             logger.exception("on_terminal failed for task %s", update.task_id)
 
     async def _emit(self, update: TaskUpdate) -> None:
-        if not self._subscribers:
-            return
-        for stream in list(self._subscribers):
+        if update.is_terminal and self._terminal_subscribers:
+            await self._send(self._terminal_subscribers, update)
+        if self._subscribers:
+            await self._send(self._subscribers, update)
+
+    async def _send(
+        self, subscribers: list[MemoryObjectSendStream[TaskUpdate]], update: TaskUpdate
+    ) -> None:
+        for stream in list(subscribers):
             try:
                 try:
                     stream.send_nowait(update)  # no event-loop turn when there is room
                 except anyio.WouldBlock:
                     await stream.send(update)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(stream)
+                subscribers.remove(stream)
                 stream.close()  # its reader is gone
 
     # -- observing -------------------------------------------------------------------------
 
-    def subscribe(self, buffer: int) -> MemoryObjectReceiveStream[TaskUpdate]:
-        """A stream of every update from now on."""
+    def subscribe(
+        self, buffer: int, *, terminal_only: bool = False
+    ) -> MemoryObjectReceiveStream[TaskUpdate]:
+        """A stream of every update from now on (only the terminal ones with
+        ``terminal_only``: a reader of outcomes is then never woken for a progress change)."""
         send, receive = anyio.create_memory_object_stream[TaskUpdate](buffer)
         if self._closed:
             send.close()
+        elif terminal_only:
+            self._terminal_subscribers.append(send)
         else:
             self._subscribers.append(send)
         return receive

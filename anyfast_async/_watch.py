@@ -104,9 +104,10 @@ class UpdateStream:
         buffer: int,
         owns_scheduler: bool,
         raise_errors: bool,
+        terminal_only: bool = False,
     ) -> None:
         self._scheduler = scheduler
-        self._receive = scheduler.subscribe(buffer)
+        self._receive = scheduler.subscribe(buffer, terminal_only=terminal_only)
         self._owns = owns_scheduler
         self._raise_errors = raise_errors
         self._closed = False

@@ -20,8 +20,10 @@ Each contender does the same number of requests (``--requests``; a quarter of it
 concurrency 1 and half at 1,000, see ``requests_at``), after opening every connection of its
 pool. CPU is this process's user + system time from ``resource.getrusage`` (the server's CPU
 is not counted), divided by the requests; the report gives the median of ``--repeat`` runs
-(``--slow-repeat`` for httpx + pydantic, whose runs take up to a minute) and its ratio to the
-floor's median.
+(``--slow-repeat`` for httpx + pydantic, whose runs take up to a minute) and the median of
+its ratios to the floor, each run divided by the floor's run of the same round. Everything
+runs on asyncio's loop and on uvloop (``--loops``), each contender against the floor on the
+same loop; httpx + pydantic and the naive loop on asyncio only.
 
 Then, for each of ``--tasks`` (1,000, 10,000 and 100,000 by default), a fresh interpreter (a
 subprocess of this script, so that memory freed by the CPU runs cannot hide the growth) adds
@@ -127,14 +129,28 @@ def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+async def _spin() -> None:
+    """Keep the server's loop polling its sockets without ever sleeping in the kernel.
+
+    A request that finds the server asleep makes the client's ``send`` wake it up, which on
+    a VM costs the client tens of microseconds of kernel time; whether it does depends on the
+    timing of each contender's requests, not on its code, and was the largest source of
+    noise in the ratios. A busy server, as a loaded gateway is, removes it.
+    """
+    while True:
+        await asyncio.sleep(0)
+
+
 def _serve(sock: socket.socket) -> None:
     _pin(1)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_Answer, sock=sock, backlog=4096)
+        spin = asyncio.ensure_future(_spin())
         async with server:
             await server.serve_forever()
+        spin.cancel()
 
     # The server runs on uvloop when it is there, so that it keeps up with the fastest client.
     run_on("uvloop" if _has_uvloop() else "asyncio", main())
@@ -359,6 +375,69 @@ def measure_memory(tasks: int) -> dict[str, float]:
     return result
 
 
+#: A burst of polls: run ``requests`` polls, return how many were made.
+Burst = Callable[[int], Awaitable[int]]
+
+
+async def open_bursts(
+    stack: contextlib.AsyncExitStack, base: str, concurrency: int
+) -> dict[str, Burst]:
+    """The three contenders close to the floor, each opened once (pool filled) and ready to
+    run a burst of polls: the floor, ``get_task`` and ``watch_many``."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=max(concurrency, 100))
+    session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+    client = await stack.enter_async_context(_client(base, concurrency))
+    policy = PollPolicy.fixed(1e-6)
+
+    async def bare_one(i: int) -> None:
+        async with session.get(
+            f"{base}/v1/video/generations/asyntask_{i % 1000}", headers=headers
+        ) as resp:
+            await resp.read()
+
+    async def get_one(i: int) -> None:
+        await client.get_task(f"asyntask_{i % 1000}")
+
+    async def bare(requests: int) -> int:
+        return (await loop_of(concurrency, requests, bare_one))[0]
+
+    async def get(requests: int) -> int:
+        return (await loop_of(concurrency, requests, get_one))[0]
+
+    async def watch(requests: int) -> int:
+        run = next(_RUN)
+        ids = [f"r{run}_asyntask_{i}" for i in range(requests // POLLS_PER_TASK)]
+        results = await client.wait_many(ids, concurrency=concurrency, poll=policy)
+        assert len(results) == len(ids)
+        return len(ids) * POLLS_PER_TASK
+
+    bursts: dict[str, Burst] = {"bare_aiohttp": bare, "get_task": get, "watch_many": watch}
+    for burst in bursts.values():  # open every connection of each pool
+        await burst(max(500, concurrency * POLLS_PER_TASK))
+    return bursts
+
+
+async def paired_bursts(
+    base: str, concurrency: int, requests: int, rounds: int
+) -> dict[str, list[float]]:
+    """CPU per poll of each burst contender, ``rounds`` bursts each, in turn.
+
+    All three live in one event loop and take turns burst by burst (a fraction of a second
+    each), so that a change of the machine's speed, which on a shared VM comes and goes over
+    seconds, hits the three alike; each burst's CPU is divided by its polls.
+    """
+    samples: dict[str, list[float]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        bursts = await open_bursts(stack, base, concurrency)
+        for _ in range(rounds):
+            for name, burst in bursts.items():
+                c0 = cpu()
+                count = await burst(requests)
+                samples.setdefault(name, []).append((cpu() - c0) / count * 1e6)
+    return samples
+
+
 CONTENDERS: dict[str, Callable[[str, int, int], Awaitable[tuple[int, float, float]]]] = {
     "bare_aiohttp": bare_aiohttp,
     "get_task": sdk_get_task,
@@ -378,6 +457,17 @@ LABELS = {
     "httpx_pydantic": "httpx + pydantic",
     "naive_loop": "naive loop",
 }
+
+#: The contenders measured in paired bursts (see :func:`paired_bursts`).
+BURSTS = ("bare_aiohttp", "get_task", "watch_many")
+
+
+def burst_requests(concurrency: int) -> int:
+    """Polls in one burst: a fraction of a second's worth, several per poller."""
+    if concurrency <= 1:
+        return 500
+    return max(2000, concurrency * 5)
+
 
 #: Contenders measured on asyncio only.
 ASYNCIO_ONLY = frozenset({"httpx_pydantic", "naive_loop"})
@@ -399,7 +489,12 @@ def main() -> None:
         "--tasks", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="watched tasks"
     )
     parser.add_argument("--requests", type=int, default=10_000, help="requests per CPU run")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each, median reported")
+    parser.add_argument(
+        "--rounds", type=int, default=21, help="bursts of the floor, get_task and watch_many"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs of the naive loop, median reported"
+    )
     parser.add_argument(
         "--slow-repeat", type=int, default=3, help="runs of httpx + pydantic (10-60 s each)"
     )
@@ -428,6 +523,7 @@ def main() -> None:
         return
     if args.quick:
         args.tasks, args.requests, args.repeat, args.slow_repeat = [10_000], 3_000, 3, 1
+        args.rounds = 9
         args.concurrency = [64, 1000]
     _pin(0)
 
@@ -439,6 +535,7 @@ def main() -> None:
         "httpx": httpx.__version__,
         "pydantic": pydantic.VERSION,
         "repeat": args.repeat,
+        "rounds": args.rounds,
         "slow_repeat": dict.fromkeys(SLOW, args.slow_repeat),
         "bodies": {"in_progress_bytes": len(IN_PROGRESS_BODY), "success_bytes": len(SUCCESS_BODY)},
         "cpu": [],
@@ -451,28 +548,37 @@ def main() -> None:
             if "bare_aiohttp" not in names:
                 names.insert(0, "bare_aiohttp")
             for concurrency in args.concurrency:
-                total = requests_at(concurrency, args.requests)
-                samples: dict[str, list[float]] = {name: [] for name in names}
-                walls: dict[str, list[float]] = {name: [] for name in names}
-                for run in range(args.repeat):  # interleaved: drift hits every contender alike
-                    for name in names:
-                        if name in SLOW and run >= args.slow_repeat:
-                            continue
-                        count, cpu_s, wall = run_on(
-                            loop, CONTENDERS[name](base, concurrency, total)
-                        )
-                        samples[name].append(cpu_s / count * 1e6)
-                        walls[name].append(wall)
-                row: dict[str, Any] = {"loop": loop, "concurrency": concurrency, "requests": total}
-                for name, values in samples.items():
+                row: dict[str, Any] = {"loop": loop, "concurrency": concurrency}
+                burst = burst_requests(concurrency)
+                paired = run_on(loop, paired_bursts(base, concurrency, burst, args.rounds))
+                floors = paired["bare_aiohttp"]
+                for name, values in paired.items():
+                    if name not in names:
+                        continue
+                    # Each burst divided by the floor's burst of the same round.
+                    ratios = [a / b for a, b in zip(values, floors)]
                     row[name] = {
                         "cpu_us_per_request": _median(values),
                         "samples": values,
-                        "wall_seconds": walls[name],
+                        "ratio_to_floor": _median(ratios),
+                        "ratios": ratios,
+                        "requests_per_burst": burst,
                     }
                 floor = row["bare_aiohttp"]["cpu_us_per_request"]
-                for name in names:
-                    row[name]["ratio_to_floor"] = row[name]["cpu_us_per_request"] / floor
+                total = requests_at(concurrency, args.requests)
+                for name in (n for n in names if n not in BURSTS):
+                    values = []
+                    for _ in range(args.slow_repeat if name in SLOW else args.repeat):
+                        count, cpu_s, _wall = run_on(
+                            loop, CONTENDERS[name](base, concurrency, total)
+                        )
+                        values.append(cpu_s / count * 1e6)
+                    row[name] = {
+                        "cpu_us_per_request": _median(values),
+                        "samples": values,
+                        "ratio_to_floor": _median(values) / floor,
+                        "requests": total,
+                    }
                 results["cpu"].append(row)
                 print(json.dumps(dict(row.items())), flush=True)
     for tasks in args.tasks:
@@ -492,8 +598,9 @@ def report(results: dict[str, Any]) -> None:
         f"{results['aiohttp']}, httpx {results['httpx']}, pydantic {results['pydantic']}"
     )
     print(
-        f"Median of {results['repeat']} interleaved runs ({results['slow_repeat']['httpx_pydantic']}"
-        " for httpx + pydantic); the whole run took "
+        f"Floor, get_task and watch_many: medians of {results['rounds']} bursts each, taking "
+        f"turns; the naive loop {results['repeat']} runs, httpx + pydantic "
+        f"{results['slow_repeat']['httpx_pydantic']}; the whole run took "
         f"{results['elapsed_seconds'] / 60:.1f} min."
     )
     print()
