@@ -188,7 +188,7 @@ def redis_server(session: nox.Session) -> Iterator[str | None]:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and write their results under benchmarks/ (about 15 minutes; under 3
+    """Run the benchmarks and write their results under benchmarks/ (about 18 minutes; under 3
     with ``-- --quick``).
 
     Installs what the comparisons need (httpx, pydantic, orjson) into the session's own

@@ -480,7 +480,7 @@ def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
                 coro.close()
                 raise _Usage("--loop uvloop: uvloop is not installed") from None
         else:
-            return uvloop.run(coro)  # type: ignore[no-any-return]
+            return uvloop.run(coro)
     return asyncio.run(coro)
 
 

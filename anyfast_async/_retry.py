@@ -124,16 +124,16 @@ async def retrying(
                 return await call(attempt + 1)
             except AnyFastError as exc:
                 failure = exc
-        exc, failure = failure, None
-        if not retryable(exc):
-            raise exc
+        error, failure = failure, None
+        if not retryable(error):
+            raise error
         if attempt >= policy.max_retries:
             if attempt:
-                _note(exc, f"gave up after {attempt + 1} attempts")
-            raise exc
+                _note(error, f"gave up after {attempt + 1} attempts")
+            raise error
         attempt += 1
         delay = retry_delay(
-            exc,
+            error,
             attempt,
             backoff=policy.backoff,
             max_retry_after=policy.max_retry_after,
@@ -147,7 +147,7 @@ async def retrying(
             delay,
             attempt,
             policy.max_retries,
-            type(exc).__name__,
-            exc,
+            type(error).__name__,
+            error,
         )
         await sleep(delay)

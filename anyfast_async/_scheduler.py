@@ -440,10 +440,9 @@ class Scheduler:
                 await self._failed(entry, exc)
                 continue
             self._in_flight -= 1
-            if entry.done:
-                continue
-            # The common case (a running task, seen again) is settled without a coroutine.
-            update = self._observe(entry, task)
+            # The common case (a running task, seen again) is settled without a coroutine. A
+            # task that ended while this poll was in flight (closed, expired) is left alone.
+            update = None if entry.done else self._observe(entry, task)
             if update is not None:
                 if update.is_terminal:
                     await self._finish(entry, update.error or task, update)

@@ -122,6 +122,13 @@ _CAN_UNCANCEL: Final = sys.version_info >= (3, 11)
 _MAX_TICK: Final = 0.5
 
 
+def task_now() -> asyncio.Task[object]:
+    """The running task (the caller is inside one)."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task
+
+
 def _without_total(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None,
@@ -381,7 +388,7 @@ class Transport:
         task = asyncio.current_task() if total and _CAN_UNCANCEL else None
         if task is not None:
             assert total is not None
-            cancelling = task.cancelling()
+            cancelling = task.cancelling()  # type: ignore[attr-defined,unused-ignore]
             untimed = self._untimed.get(timeout)
             if untimed is None:
                 untimed = self._untimed[timeout] = _without_total(timeout)
@@ -422,7 +429,7 @@ class Transport:
         except asyncio.CancelledError:
             if task is not None and self._deadlines.discard(task):
                 task = None  # discarded already
-                if asyncio.current_task().uncancel() <= cancelling:  # type: ignore[union-attr]
+                if task_now().uncancel() <= cancelling:  # type: ignore[attr-defined,unused-ignore]
                     error = _translate(asyncio.TimeoutError(), method, path)
                     raise error from error.__cause__
             raise

@@ -586,7 +586,7 @@ def main() -> None:
                     if name not in names:
                         continue
                     # Each burst divided by the floor's burst of the same round.
-                    ratios = [a / b for a, b in zip(values, floors)]
+                    ratios = [a / b for a, b in zip(values, floors, strict=True)]
                     row[name] = {
                         "cpu_us_per_request": _median(values),
                         "samples": values,
