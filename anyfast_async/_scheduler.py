@@ -213,6 +213,7 @@ class Scheduler:
         self._sleeping_until = -_NEVER
         self._idle: deque[asyncio.Future[Entry | None]] = deque()
         self._stopping = False
+        self._closing = False  # pollers leave at their next turn (see aclose)
         self._ready: deque[Entry] = deque()
         self._subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
         self._terminal_subscribers: list[MemoryObjectSendStream[TaskUpdate]] = []
@@ -285,6 +286,7 @@ class Scheduler:
     def cancel_soon(self) -> None:
         """Cancel the polling task without waiting for it (for finalizers). A scheduler that
         never started is shut down at once, closing its subscribers' streams."""
+        self._closing = True
         if self._runner is None:
             self._shutdown()
         elif not self._runner.done():
@@ -293,6 +295,10 @@ class Scheduler:
     async def aclose(self) -> None:
         """Stop polling and wait until the polling task has ended. Idempotent."""
         runner = self._runner
+        # Pollers also leave by themselves at their next turn: the cancellation alone can be
+        # slow to reach them when answers are always ready before anyio delivers it (it skips
+        # a task whose awaited future is already done, and retries on the next loop turn).
+        self._closing = True
         if runner is not None and not runner.done():
             runner.cancel()
             with anyio.CancelScope(shield=True):
@@ -389,6 +395,8 @@ class Scheduler:
         idle = self._idle
         ready = self._ready
         while True:
+            if self._closing:
+                return
             # A poller that comes free takes due work itself; it waits (and the dispatcher
             # hands it the next entry when due) only when nothing is due.
             if ready:
@@ -515,6 +523,7 @@ class Scheduler:
         if self._close_when_idle:
             if self.problem is None:
                 self.problem = exc
+            self._closing = True
             if self._cancel is not None:
                 self._cancel.cancel()
             return

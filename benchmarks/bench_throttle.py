@@ -17,7 +17,7 @@ The report gives each run's polls per second over time, its mean over the run af
 second, and that mean as a ratio to the baseline's, measured in the same process.
 
     python benchmarks/bench_throttle.py                 # 4 runs of 20 s
-    python benchmarks/bench_throttle.py --quick         # 4 runs of 8 s
+    python benchmarks/bench_throttle.py --quick         # 4 runs of 4 s
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100, help="tasks, each due once a second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
-    parser.add_argument("--quick", action="store_true", help="runs of 8 s")
+    parser.add_argument("--quick", action="store_true", help="runs of 4 s")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    seconds = 8.0 if args.quick else args.seconds
+    seconds = 4.0 if args.quick else args.seconds
     results: dict[str, Any] = {"tasks": args.tasks, "due_per_second": args.tasks, "runs": {}}
     for scenario in ("baseline", "a create's 429", "a poll's 429", "1 % random 429s"):
         counts = asyncio.run(run(scenario, args.tasks, seconds))

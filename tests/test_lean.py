@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 
-from anyfast_async import AnyFast, APITimeoutError, PollPolicy, Timeout, WaitTimeoutError
+from anyfast_async import (
+    AnyFast,
+    APITimeoutError,
+    PollPolicy,
+    TextToVideo,
+    Timeout,
+    WaitTimeoutError,
+)
 from anyfast_async._cli import _run
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
@@ -194,3 +205,55 @@ def test_cli_runs_on_uvloop_when_installed() -> None:
     assert _run(_loop_module(), "auto") == 1
     assert _run(_loop_module(), "uvloop") == 1
     assert _run(_loop_module(), "asyncio") == 0
+
+
+# -- closing a busy watcher --------------------------------------------------------------------
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    """``anyfast fake-server`` in a process of its own: its base URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "anyfast_async",
+            "fake-server",
+            "--port",
+            "0",
+            "--stage-seconds",
+            "3600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert process.stdout is not None
+    try:
+        yield process.stdout.readline().decode().split()[3]
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+async def test_closing_a_busy_watcher_stops_its_polls_at_once(stand_in: str) -> None:
+    """A watcher closed while every poller is busy sends no new poll: at most the ones in
+    flight complete. Answers from a server in another process, always ready by the time the
+    loop looks, once kept the pollers from seeing the cancellation on uvloop for seconds to
+    minutes, polling all the while."""
+    concurrency = 16
+    async with AnyFast("test-key", base_url=stand_in) as client:
+        ids = [
+            (await client.create(TextToVideo(prompt=f"a cat, take {i}"))).task_id
+            for i in range(100)
+        ]
+        watcher = client.watcher(concurrency=concurrency, poll=PollPolicy.fixed(1e-6))
+        async with watcher:
+            watcher.add_many(ids)
+            while watcher.statistics().polls < 3 * len(ids):
+                await anyio.sleep(0.01)
+            before = watcher.statistics().polls
+        after = watcher.statistics().polls
+    assert after - before <= concurrency
