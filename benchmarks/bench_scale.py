@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from typing import Any
 
@@ -57,7 +56,6 @@ async def cadence(base: str, tasks: int, concurrency: int, window: float) -> dic
             time.perf_counter() - wall0,
         )
         rss1 = bench.rss_bytes()
-        print(f"measured at {time.perf_counter() - started:.1f} s", file=sys.stderr)
         assert len(handles) == tasks
         assert stats.watching == tasks
         return {
