@@ -163,9 +163,10 @@ class Deadlines:
         self._tick = _MAX_TICK
 
     def add(self, task: asyncio.Task[object], total: float) -> None:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the first request, or a client reopened in a new loop
+            self.close()
+            self._loop = loop
         self._due[task] = loop.time() + total
         tick = total / 10
         if tick < self._tick:
@@ -204,6 +205,7 @@ class Deadlines:
             self._timer = None
         self._due.clear()
         self._expired.clear()
+        self._tick = _MAX_TICK
 
 
 class Stream:
