@@ -122,13 +122,6 @@ _CAN_UNCANCEL: Final = sys.version_info >= (3, 11)
 _MAX_TICK: Final = 0.5
 
 
-def task_now() -> asyncio.Task[object]:
-    """The running task (the caller is inside one)."""
-    task = asyncio.current_task()
-    assert task is not None
-    return task
-
-
 def _without_total(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None,
@@ -163,10 +156,9 @@ class Deadlines:
         self._tick = _MAX_TICK
 
     def add(self, task: asyncio.Task[object], total: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # the first request, or a client reopened in a new loop
-            self.close()
-            self._loop = loop
+        loop = self._loop
+        if loop is None:  # the first request (a client lives in one loop: it cannot reopen)
+            loop = self._loop = asyncio.get_running_loop()
         self._due[task] = loop.time() + total
         tick = total / 10
         if tick < self._tick:
@@ -430,8 +422,8 @@ class Transport:
             error = _translate(exc, method, path)
         except asyncio.CancelledError:
             if task is not None and self._deadlines.discard(task):
-                task = None  # discarded already
-                if task_now().uncancel() <= cancelling:  # type: ignore[attr-defined,unused-ignore]
+                ours, task = task, None  # discarded already
+                if ours.uncancel() <= cancelling:  # type: ignore[attr-defined,unused-ignore]
                     error = _translate(asyncio.TimeoutError(), method, path)
                     raise error from error.__cause__
             raise
