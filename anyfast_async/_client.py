@@ -80,6 +80,9 @@ class AnyFast(CreateCalls, WatchCalls):
         sleep: The coroutine function used to wait between retries and for the polling
             budget. Defaults to :func:`anyio.sleep`; tests can pass one that does not really
             wait.
+        seed: Seeds the random jitter of retries and poll schedules, so that a test on
+            virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
+            schedule on every run. ``None`` (the default): unpredictable.
 
     Raises:
         ValueError: no API key was given or found, or an argument is invalid. The message names
@@ -107,6 +110,7 @@ class AnyFast(CreateCalls, WatchCalls):
         max_rate: float | None = None,
         throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Callable[[float], Awaitable[object]] | None = None,
+        seed: int | None = None,
     ) -> None:
         _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
         if not isinstance(max_retries, UnsetType):
@@ -123,6 +127,7 @@ class AnyFast(CreateCalls, WatchCalls):
             throttle=throttle,
             sleep=sleep if sleep is not None else anyio.sleep,
             session=session,
+            seed=seed,
         )
 
     def with_options(

@@ -77,6 +77,7 @@ class Engine:
         throttle: How the polling budget reacts to HTTP 429.
         sleep: How to wait between retries and for the budget.
         session: An aiohttp session to use (never closed by the engine), or ``None``.
+        seed: Seed of the retry jitter and of each scheduler's poll jitter, or ``None``.
     """
 
     def __init__(
@@ -93,13 +94,15 @@ class Engine:
         throttle: Throttle,
         sleep: Sleep,
         session: aiohttp.ClientSession | None,
+        seed: int | None = None,
     ) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")
         self.timeout = timeout
         self.retry = retry
         self.sleep = sleep
-        self.rng = random.Random()
+        self.seed = seed
+        self.rng = random.Random(seed)
         self.budget = Pacer(throttle, max_rate=max_rate, sleep=sleep, clock=loop_time)
         self._max_bytes = max_response_bytes
         self._transport = Transport(

@@ -205,7 +205,7 @@ class Scheduler:
         self._longest_poll = engine.longest_poll
         self._close_when_idle = close_when_idle
         self._on_terminal = on_terminal
-        self._rng = random.Random()
+        self._rng = random.Random(engine.seed)
         self._heap: list[tuple[float, Entry]] = []
         self._entries: dict[str, Entry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

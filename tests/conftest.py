@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from anyfast_async import AnyFast, RetryPolicy
-from anyfast_async.testing import FakeAnyFast
+from anyfast_async.testing import FakeAnyFast, VirtualTimeLoop
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,9 +27,21 @@ def _loops() -> list[Any]:
     return loops
 
 
-@pytest.fixture(params=_loops())
+VIRTUAL = pytest.param(("asyncio", {"loop_factory": VirtualTimeLoop}), id="virtual")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Async tests run on asyncio's loop and on uvloop (aiohttp needs asyncio); those marked
+    ``virtual_time`` run on a :class:`VirtualTimeLoop` instead, where waiting costs nothing
+    and every timer fires at its exact time."""
+    if "anyio_backend" in metafunc.fixturenames:
+        virtual = metafunc.definition.get_closest_marker("virtual_time") is not None
+        metafunc.parametrize("anyio_backend", [VIRTUAL] if virtual else _loops(), indirect=True)
+
+
+@pytest.fixture
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Every async test runs on asyncio's loop and on uvloop (aiohttp needs asyncio)."""
+    """The loop of the test (see ``pytest_generate_tests``)."""
     backend: tuple[str, dict[str, Any]] = request.param
     return backend
 

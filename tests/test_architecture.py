@@ -38,6 +38,7 @@ LAYERS = [
 TESTING = "anyfast_async.testing"
 #: The fake server's modules from the bottom up.
 TESTING_LAYERS = [
+    "anyfast_async.testing._virtual",
     "anyfast_async.testing._wire",
     "anyfast_async.testing._lifecycle",
     "anyfast_async.testing._faults",

@@ -410,6 +410,7 @@ async def test_rate_limit_error_carries_retry_after(
     assert info.value.status_code == 429
 
 
+@pytest.mark.virtual_time
 async def test_timeout_raises_api_timeout(server: FakeAnyFast, sleep: RecordingSleep) -> None:
     """A server that does not answer in time gives APITimeoutError, also a TimeoutError."""
     server.add_task("t1")
@@ -732,6 +733,7 @@ async def test_with_options_changes_retries_for_its_calls_only(server: FakeAnyFa
         await quick.get_task("t1")
 
 
+@pytest.mark.virtual_time
 async def test_with_options_timeout_says_whether_the_request_was_sent(
     server: FakeAnyFast,
 ) -> None:

@@ -297,6 +297,7 @@ async def test_dropped_connection_after_send_is_not_retried(
     assert sleep.calls == []
 
 
+@pytest.mark.virtual_time
 async def test_timeout_after_send_is_not_retried(server: FakeAnyFast) -> None:
     """A timeout after sending says the task may exist, and is not retried."""
     server.inject(Fault.slow(1.0))
@@ -446,6 +447,7 @@ async def test_streams_dropped_unread_leave_nothing_open(
     assert server.polls("t1") == 0
 
 
+@pytest.mark.virtual_time
 async def test_a_throttled_create_does_not_slow_polling(server: FakeAnyFast) -> None:
     """A 429 on a create is the create's business (its own retries honour the Retry-After):
     the polling budget is neither paused nor capped by it, since the gateway's create and

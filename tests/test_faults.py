@@ -28,7 +28,9 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
-pytestmark = pytest.mark.anyio
+# Short client timeouts against slow and trickling answers: on virtual time, where each fires
+# at its exact time, whatever the machine's speed.
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 FAST = PollPolicy.fixed(0.005, not_found_grace=0.0)
 RECOVERS = "recovers"
@@ -73,16 +75,12 @@ CASES = [
 
 @pytest.fixture
 async def matrix_client(server: FakeAnyFast) -> AsyncIterator[AnyFast]:
-    async def no_wait(_: float) -> None:
-        return None
-
     async with AnyFast(
         server.api_key,
         base_url=server.base_url,
         timeout=Timeout(total=0.3, read=0.1),
         retry=RetryPolicy(max_retries=3),
         throttle=Throttle(initial_pause=0.01, max_pause=0.05, min_rate=100),
-        sleep=no_wait,
     ) as client:
         yield client
 
@@ -214,10 +212,7 @@ async def test_connection_refused_everywhere() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
 
-    async def no_wait(_: float) -> None:
-        return None
-
-    async with AnyFast("sk-x", base_url=f"http://127.0.0.1:{port}", sleep=no_wait) as client:
+    async with AnyFast("sk-x", base_url=f"http://127.0.0.1:{port}") as client:
         with pytest.raises(APIConnectionError):
             await client.get_task("t1")
         with pytest.raises(WaitTimeoutError) as info:

@@ -195,6 +195,7 @@ async def test_invalid_http_answer_is_not_retried_nor_leaks(
     assert secret not in everything_shown(info.value)
 
 
+@pytest.mark.virtual_time
 async def test_close_during_a_request(server: FakeAnyFast) -> None:
     """Closing the client while a request is in flight ends it with a clear error."""
     server.add_task("t1")

@@ -67,6 +67,7 @@ def client_for(server: FakeAnyFast, sleep: RecordingSleep, total: float = 30.0) 
 # -- one timer for the total timeouts ----------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_many_requests_past_their_deadline_each_time_out(
     server: FakeAnyFast, sleep: RecordingSleep
 ) -> None:
@@ -89,6 +90,7 @@ async def test_many_requests_past_their_deadline_each_time_out(
         assert (await client.get_task("t1")).task_id == "t1"
 
 
+@pytest.mark.virtual_time
 async def test_a_cancellation_from_outside_still_cancels(
     server: FakeAnyFast, sleep: RecordingSleep
 ) -> None:
@@ -163,6 +165,7 @@ async def test_a_running_task_is_kept_without_its_provider_payload(
     assert handle.latest is done
 
 
+@pytest.mark.virtual_time
 async def test_a_timed_out_task_reports_its_last_record(
     server: FakeAnyFast, sleep: RecordingSleep
 ) -> None:

@@ -27,13 +27,11 @@ SECRET = "sk-RECOGNISABLE-0f9e8d7c6b5a4321"
 FAST = PollPolicy.fixed(0.005, not_found_grace=0.0)
 
 
+@pytest.mark.virtual_time
 async def test_key_absent_from_every_error_path(caplog: pytest.LogCaptureFixture) -> None:
     """Every fault, auth failure and create failure, with DEBUG logs: the key shows nowhere."""
     caplog.set_level(logging.DEBUG)
     shown: list[str] = []
-
-    async def no_wait(_: float) -> None:
-        return None
 
     async with FakeAnyFast(api_key=SECRET) as server:
         async with AnyFast(
@@ -41,7 +39,6 @@ async def test_key_absent_from_every_error_path(caplog: pytest.LogCaptureFixture
             base_url=server.base_url,
             timeout=Timeout(total=0.3, read=0.1),
             max_retries=1,
-            sleep=no_wait,
         ) as client:
             shown.append(repr(client))
             for case in CASES:
@@ -69,7 +66,7 @@ async def test_key_absent_from_every_error_path(caplog: pytest.LogCaptureFixture
                     await client.create(TextToVideo(prompt="x"))
                 shown.append(everything_shown(info2.value))
                 server.clear_faults()
-        async with AnyFast("sk-wrong", base_url=server.base_url, sleep=no_wait) as other:
+        async with AnyFast("sk-wrong", base_url=server.base_url) as other:
             with pytest.raises(APIStatusError) as info3:
                 await other.get_task("t")
             shown.append(everything_shown(info3.value))

@@ -21,7 +21,8 @@ import pytest
 from anyfast_async import AnyFast, PollPolicy, TaskStatus, TaskUpdate, Throttle
 from anyfast_async.testing import FakeAnyFast, Fault
 
-pytestmark = [pytest.mark.anyio, pytest.mark.soak]
+# 10,000 tasks (100,000 with `nox -s soak`): minutes, not the default minute.
+pytestmark = [pytest.mark.anyio, pytest.mark.soak, pytest.mark.timeout(1200)]
 
 TASKS = int(os.environ.get("ANYFAST_SOAK_TASKS", "10000"))
 

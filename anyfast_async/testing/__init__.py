@@ -39,6 +39,7 @@ from ._lifecycle import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._lifecycle import FakeTask, Stage
 from ._server import FakeAnyFast, RecordedRequest
 from ._server import KeyState as KeyState
+from ._virtual import VirtualTimeLoop
 from ._wire import CREATE_PATH as CREATE_PATH
 from ._wire import ERROR_CT as ERROR_CT
 from ._wire import FILES_PREFIX as FILES_PREFIX
@@ -47,4 +48,4 @@ from ._wire import QUERY_PREFIX as QUERY_PREFIX
 from ._wire import go_json as go_json
 from ._wire import new_request_id as new_request_id
 
-__all__ = ["FakeAnyFast", "FakeTask", "Fault", "RecordedRequest", "Stage"]
+__all__ = ["FakeAnyFast", "FakeTask", "Fault", "RecordedRequest", "Stage", "VirtualTimeLoop"]

@@ -60,6 +60,14 @@ class RecordedRequest:
     body: bytes = b""
 
 
+def loop_clock() -> float:
+    """The running event loop's clock; :func:`time.monotonic` outside a running loop."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 class FakeAnyFast:
     """A fake AnyFast gateway on loopback: ``GET /v1/video/generations/{task_id}`` and the
     create call ``POST /v1/video/generations``.
@@ -71,8 +79,10 @@ class FakeAnyFast:
         advance: ``"poll"``: each answered GET consumes one poll of the current stage;
             ``"time"``: stages last :attr:`Stage.seconds` from the task's creation on ``clock``
             (a task keeps the mode that was current when it was added).
-        clock: monotonic clock in seconds, injectable for time-based tests; it also stamps
-            :attr:`RecordedRequest.time` and the ``start_time`` / ``finish_time`` fields.
+        clock: monotonic clock in seconds; it also stamps :attr:`RecordedRequest.time` and
+            the ``start_time`` / ``finish_time`` fields. ``None`` (the default): the running
+            event loop's clock, so that on a
+            :class:`~anyfast_async.testing.VirtualTimeLoop` lifecycles run on virtual time.
         latency: seconds added before every answer (lets concurrency build up).
         host: the address to listen on (a loopback address: it serves anyone who can reach
             it, with no TLS).
@@ -99,7 +109,7 @@ class FakeAnyFast:
         api_key: str = "test-key",
         *,
         advance: Literal["poll", "time"] = "poll",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         latency: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -130,9 +140,10 @@ class FakeAnyFast:
         """The accepted API key."""
         self.advance = advance
         self.latency = latency
-        self._clock = clock
+        self._own_clock = clock is None
+        self._clock = loop_clock if clock is None else clock
         self._wall0 = time.time()
-        self._clock0 = clock()
+        self._clock0 = self._clock()
         self._tasks: dict[str, FakeTask] = {}
         self._requests: list[RecordedRequest] = []
         self._polls: dict[str, int] = {}
@@ -165,6 +176,9 @@ class FakeAnyFast:
         if self._runner is not None:
             raise RuntimeError("FakeAnyFast is already started")
         self._closing = False
+        if self._own_clock and not self._tasks:
+            # Made outside the loop: count from the loop's clock, virtual or not.
+            self._wall0, self._clock0 = time.time(), self._clock()
         runner = web.ServerRunner(web.Server(self._handle, access_log=None), shutdown_timeout=1.0)
         await runner.setup()
         try:

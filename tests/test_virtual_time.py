@@ -1,0 +1,221 @@
+"""Virtual time: VirtualTimeLoop itself, and whole task lifecycles watched in it.
+
+Every test here runs on a :class:`VirtualTimeLoop` (the ``virtual_time`` mark): the loop's clock
+moves only when every task waits on a timer, so a 20-minute lifecycle takes milliseconds and
+each timer fires at its exact time, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import anyio
+import pytest
+
+from anyfast_async import (
+    AnyFast,
+    PollPolicy,
+    Task,
+    TaskStatus,
+    Timeout,
+    WaitTimeoutError,
+)
+from anyfast_async.testing import FakeAnyFast, Fault, Stage, VirtualTimeLoop
+
+pytestmark = pytest.mark.virtual_time
+
+MINUTE = 60.0
+# A 20-minute generation: 5 minutes in the queue, 15 generating, then done.
+LIFECYCLE = [
+    Stage(status="QUEUED", progress="0%", seconds=5 * MINUTE),
+    Stage(status="IN_PROGRESS", progress="30%", seconds=15 * MINUTE),
+    Stage(status="SUCCESS", progress="100%", result_url="https://cdn.example/v.mp4"),
+]
+
+
+def status_at(elapsed: float) -> TaskStatus:
+    """What the lifecycle shows ``elapsed`` seconds after the task was added."""
+    if elapsed < 5 * MINUTE:
+        return TaskStatus.QUEUED
+    if elapsed < 20 * MINUTE:
+        return TaskStatus.IN_PROGRESS
+    return TaskStatus.SUCCESS
+
+
+def predicted_polls(policy: PollPolicy, seed: int, deadline: float) -> list[float]:
+    """When a watch with ``policy`` polls the lifecycle, by the policy alone: the first poll
+    at once, then each wait drawn by :meth:`PollPolicy.next_delay` from the same seed, up to
+    the end of the lifecycle or the deadline."""
+    rng = random.Random(seed)
+    times, now, previous, same = [], 0.0, None, 0
+    while now < deadline:
+        times.append(now)
+        status = status_at(now)
+        if status is TaskStatus.SUCCESS:
+            break
+        same = same + 1 if status is previous else 1
+        previous = status
+        now += policy.next_delay(status, same, rng)
+    return times
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def test_the_clock_skips_waits() -> None:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    started_wall, started = time.monotonic(), now()
+    await asyncio.sleep(3600)
+    await anyio.sleep(1800)
+    with anyio.move_on_after(900) as scope:
+        await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert now() - started == 6300
+    assert time.monotonic() - started_wall < 60  # not an hour and a half
+
+
+@pytest.mark.parametrize(
+    "seed", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+)
+async def test_a_20_minute_lifecycle_polls_as_the_policy_predicts(seed: int) -> None:
+    """The default PollPolicy over a 20-minute lifecycle, with a 30-minute deadline: the
+    server sees exactly the polls the policy predicts, at exactly the predicted times, and the
+    watch ends with the first poll that finds the task done."""
+    policy = PollPolicy()
+    expected = predicted_polls(policy, seed, deadline=30 * MINUTE)
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=LIFECYCLE)
+        started = now()
+        async with AnyFast(server.api_key, base_url=server.base_url, seed=seed) as client:
+            updates = [u async for u in client.watch("t1", poll=policy, timeout=30 * MINUTE)]
+        polled = [r.time - started for r in server.requests]
+    assert polled == pytest.approx(expected, abs=1e-6)
+    assert 1 + 5 * MINUTE / policy.max_waiting_interval < len(polled) < 1 + 20 * MINUTE / 13.5
+    assert [u.status for u in updates] == [
+        TaskStatus.QUEUED,
+        TaskStatus.IN_PROGRESS,
+        TaskStatus.SUCCESS,
+    ]
+    final = updates[-1].task
+    assert final is not None
+    assert final.result_url == "https://cdn.example/v.mp4"
+    assert now() - started == pytest.approx(expected[-1], abs=1e-6)
+
+
+async def test_a_10_minute_deadline_ends_the_watch_at_10_minutes() -> None:
+    policy = PollPolicy()
+    expected = predicted_polls(policy, 7, deadline=10 * MINUTE)
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=LIFECYCLE)
+        started = now()
+        async with AnyFast(server.api_key, base_url=server.base_url, seed=7) as client:
+            with pytest.raises(WaitTimeoutError) as caught:
+                await client.wait("t1", poll=policy, timeout=10 * MINUTE)
+        assert now() - started == pytest.approx(10 * MINUTE, abs=1e-6)
+        polled = [r.time - started for r in server.requests]
+    assert polled == pytest.approx(expected, abs=1e-6)
+    last = caught.value.last_task
+    assert last is not None
+    assert last.status is TaskStatus.IN_PROGRESS
+
+
+async def test_many_tasks_in_virtual_time() -> None:
+    """100 tasks of the 20-minute lifecycle, added a second apart, watched together: each
+    makes the polls the policy predicts for it, under one scheduler."""
+    async with FakeAnyFast(advance="time") as server:
+        started = now()
+        for i in range(100):
+            server.add_task(f"t{i:03}", stages=LIFECYCLE)
+            await asyncio.sleep(1)
+        async with AnyFast(server.api_key, base_url=server.base_url) as client:
+            done = await client.wait_many(list(server.tasks), poll=PollPolicy.fixed(15))
+        assert all(isinstance(t, Task) and t.status is TaskStatus.SUCCESS for t in done.values())
+        # Polled every 15 s from the moment watching started (100 s in) until done.
+        for i in range(100):
+            expected = [100.0 + 15 * k for k in range(100) if 100 + 15 * (k - 1) < 1200 + i]
+            polled = [r.time - started for r in server.requests if r.task_id == f"t{i:03}"]
+            assert polled == pytest.approx(expected, abs=1e-6)
+
+
+async def test_timeouts_fire_at_their_exact_time() -> None:
+    """A request the server never answers times out at the client's total timeout, to the
+    microsecond; the retry waits its backoff in virtual time too."""
+    async with FakeAnyFast() as server:
+        server.add_task("t1")
+        server.inject(Fault.slow(3600), times=2)
+        async with AnyFast(
+            server.api_key, base_url=server.base_url, timeout=Timeout(total=7.5), max_retries=0
+        ) as client:
+            started = now()
+            with pytest.raises(Exception, match="timed out"):
+                await client.get_task("t1")
+            elapsed = now() - started
+    # One tenth of the timeout of slack at most (the shared deadline timer's resolution).
+    assert 7.5 <= elapsed <= 7.5 * 1.1
+
+
+async def test_an_executor_job_makes_time_pass_as_in_reality() -> None:
+    """While a job runs in a thread the clock follows real time: a timer 100 s away does
+    not fire while a job of a fraction of a second runs."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    release = threading.Event()
+
+    def job() -> str:
+        release.wait(10)
+        return "done"
+
+    fired: list[float] = []
+
+    async def alarm() -> None:
+        await asyncio.sleep(100)
+        fired.append(now())
+
+    started = now()
+    alarm_task = asyncio.ensure_future(alarm())
+    future = loop.run_in_executor(None, job)
+    assert loop.executor_jobs == 1
+    loop.call_soon(release.set)
+    assert await future == "done"
+    assert not fired
+    assert now() - started < 10
+    await alarm_task
+    assert fired == [pytest.approx(started + 100)]
+    assert loop.executor_jobs == 0
+
+
+async def test_loopback_answers_arrive_before_time_skips() -> None:
+    """Real HTTP to a server on the same loop: 1,000 requests with a client timeout of 1 s
+    pending all along, and none of them times out."""
+    async with FakeAnyFast() as server:
+        server.add_tasks(50)
+        async with AnyFast(
+            server.api_key, base_url=server.base_url, timeout=Timeout(total=1.0), max_retries=0
+        ) as client:
+            started = now()
+            async with anyio.create_task_group() as tg:
+                for task_id in list(server.tasks) * 20:
+                    tg.start_soon(client.get_task, task_id)
+            assert now() - started < 1.0
+    assert len(server.requests) == 1000
+
+
+def test_the_loop_is_checked() -> None:
+    with pytest.raises(ValueError, match="idle_polls"):
+        VirtualTimeLoop(idle_polls=0)
+    loop = VirtualTimeLoop(start=100.0)
+    try:
+        assert loop.time() == 100.0
+        loop.advance(5)
+        assert loop.time() == 105.0
+        with pytest.raises(ValueError, match="backwards"):
+            loop.advance(-1)
+        assert loop.run_until_complete(asyncio.sleep(60, "slept")) == "slept"
+        assert loop.time() == pytest.approx(165.0)
+    finally:
+        loop.close()
