@@ -11,6 +11,7 @@ import asyncio
 import random
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -219,3 +220,20 @@ def test_the_loop_is_checked() -> None:
         assert loop.time() == pytest.approx(165.0)
     finally:
         loop.close()
+
+
+async def test_a_download_takes_its_virtual_time(tmp_path: Path) -> None:
+    """A result file served at 100 kB/s: 1 MB downloads in 10 virtual seconds, each chunk
+    written to disk in the loop's executor while the clock follows real time, and the read
+    timeout never fires early."""
+    content = bytes(range(256)) * 4096  # 1 MiB
+    async with FakeAnyFast() as server:
+        url = server.add_file("v.mp4", content, bytes_per_second=100_000)
+        server.add_task("t1", stages=[Stage(status="SUCCESS", progress="100%", result_url=url)])
+        async with AnyFast(server.api_key, base_url=server.base_url) as client:
+            task = await client.get_task("t1")
+            started = now()
+            path = await client.download(task, tmp_path, read_timeout=5.0)
+            elapsed = now() - started
+    assert path.read_bytes() == content
+    assert len(content) / 100_000 - 0.5 <= elapsed <= len(content) / 100_000 + 1.0
