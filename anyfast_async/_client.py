@@ -80,8 +80,8 @@ class AnyFast(CreateCalls, WatchCalls):
         sleep: The coroutine function used to wait between retries and for the polling
             budget. Defaults to :func:`anyio.sleep`; tests can pass one that does not really
             wait.
-        seed: Seeds the random jitter of retries and poll schedules, so that a test on
-            virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
+        jitter_seed: Seeds the random jitter of retries and poll schedules, so that a test
+            on virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
             schedule on every run. ``None`` (the default): unpredictable.
 
     Raises:
@@ -110,7 +110,7 @@ class AnyFast(CreateCalls, WatchCalls):
         max_rate: float | None = None,
         throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Callable[[float], Awaitable[object]] | None = None,
-        seed: int | None = None,
+        jitter_seed: int | None = None,
     ) -> None:
         _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
         if not isinstance(max_retries, UnsetType):
@@ -127,7 +127,7 @@ class AnyFast(CreateCalls, WatchCalls):
             throttle=throttle,
             sleep=sleep if sleep is not None else anyio.sleep,
             session=session,
-            seed=seed,
+            jitter_seed=jitter_seed,
         )
 
     def with_options(

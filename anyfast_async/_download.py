@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Final
 
+import anyio
 import yarl
 
 from ._decode import excerpt, status_error
@@ -125,6 +126,20 @@ def _refused(status: int, body: bytes, headers: Mapping[str, str]) -> Exception:
     return status_error(status, body, request_id=request_id)
 
 
+async def _in_thread(
+    loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: object
+) -> None:
+    """Run ``func`` in the loop's executor. Cancelled, it still waits for ``func`` to return
+    (a write cannot be stopped midway) before the file it writes to is closed."""
+    future = loop.run_in_executor(None, func, *args)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([future])
+        raise
+
+
 async def _write(response: Stream, final: Path, task_id: str, progress: Progress | None) -> None:
     total = response.content_length
     fd, temp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
@@ -136,13 +151,13 @@ async def _write(response: Stream, final: Path, task_id: str, progress: Progress
         loop = asyncio.get_running_loop()
         with os.fdopen(fd, "wb", closefd=True) as out:
             async for chunk in response.chunks():
-                await loop.run_in_executor(None, out.write, chunk)
+                await _in_thread(loop, out.write, chunk)
                 written += len(chunk)
                 if progress is not None:
                     result = progress(written, total)
                     if inspect.isawaitable(result):
                         await result
-            await loop.run_in_executor(None, out.flush)
+            await _in_thread(loop, out.flush)
         if total is not None and written != total:
             raise APIConnectionError(
                 f"download of task {task_id!r} stopped at {written} of {total} bytes",

@@ -77,7 +77,7 @@ class Engine:
         throttle: How the polling budget reacts to HTTP 429.
         sleep: How to wait between retries and for the budget.
         session: An aiohttp session to use (never closed by the engine), or ``None``.
-        seed: Seed of the retry jitter and of each scheduler's poll jitter, or ``None``.
+        jitter_seed: Seed of the retry jitter and of the schedulers' poll jitter, or ``None``.
     """
 
     def __init__(
@@ -94,15 +94,15 @@ class Engine:
         throttle: Throttle,
         sleep: Sleep,
         session: aiohttp.ClientSession | None,
-        seed: int | None = None,
+        jitter_seed: int | None = None,
     ) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")
         self.timeout = timeout
         self.retry = retry
         self.sleep = sleep
-        self.seed = seed
-        self.rng = random.Random(seed)
+        self._seeded = jitter_seed is not None
+        self.rng = random.Random(jitter_seed)
         self.budget = Pacer(throttle, max_rate=max_rate, sleep=sleep, clock=loop_time)
         self._max_bytes = max_response_bytes
         self._transport = Transport(
@@ -117,6 +117,11 @@ class Engine:
         self._life = _Lifecycle()
         self._owner = True  # False for an engine derived with other options
         self._request_timeout: aiohttp.ClientTimeout | None = None  # None: the transport's
+
+    def new_rng(self) -> random.Random:
+        """A source of jitter for a scheduler: drawn from this engine's when it was seeded
+        (each scheduler its own sequence, the same on every run), else unpredictable."""
+        return random.Random(self.rng.getrandbits(64) if self._seeded else None)
 
     def derive(self, *, timeout: Timeout, retry: RetryPolicy) -> Engine:
         """An engine with other per-request options, sharing this one's transport (its

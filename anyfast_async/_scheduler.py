@@ -24,7 +24,6 @@ import heapq
 import inspect
 import logging
 import math
-import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from sys import intern
@@ -205,7 +204,7 @@ class Scheduler:
         self._longest_poll = engine.longest_poll
         self._close_when_idle = close_when_idle
         self._on_terminal = on_terminal
-        self._rng = random.Random(engine.seed)
+        self._rng = engine.new_rng()
         self._heap: list[tuple[float, Entry]] = []
         self._entries: dict[str, Entry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

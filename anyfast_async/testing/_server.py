@@ -60,12 +60,31 @@ class RecordedRequest:
     body: bytes = b""
 
 
-def loop_clock() -> float:
-    """The running event loop's clock; :func:`time.monotonic` outside a running loop."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
+class LoopClock:
+    """The running event loop's clock. Read with no loop running, it is :func:`time.monotonic`,
+    and once :meth:`bind` is called in the loop the loop's clock continues from there."""
+
+    __slots__ = ("offset", "outside")
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.outside = False  # read with no loop running since the last bind()
+
+    def __call__(self) -> float:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.outside = True
+            return time.monotonic() - self.offset
+        return loop.time() + self.offset
+
+    def bind(self, keep_readings: bool) -> None:
+        """In the loop: go on from readings made outside it (``keep_readings``), else start
+        afresh on the loop's clock."""
+        if self.outside:
+            self.outside = False
+            now = asyncio.get_running_loop().time()
+            self.offset = time.monotonic() - self.offset - now if keep_readings else 0.0
 
 
 class FakeAnyFast:
@@ -140,8 +159,10 @@ class FakeAnyFast:
         """The accepted API key."""
         self.advance = advance
         self.latency = latency
-        self._own_clock = clock is None
-        self._clock = loop_clock if clock is None else clock
+        self._loop_clock: LoopClock | None = None
+        if clock is None:
+            clock = self._loop_clock = LoopClock()
+        self._clock = clock
         self._wall0 = time.time()
         self._clock0 = self._clock()
         self._tasks: dict[str, FakeTask] = {}
@@ -176,9 +197,13 @@ class FakeAnyFast:
         if self._runner is not None:
             raise RuntimeError("FakeAnyFast is already started")
         self._closing = False
-        if self._own_clock and not self._tasks:
-            # Made outside the loop: count from the loop's clock, virtual or not.
-            self._wall0, self._clock0 = time.time(), self._clock()
+        if self._loop_clock is not None and self._loop_clock.outside:
+            # Made outside the loop: go on on the loop's clock, virtual or not, from the
+            # readings made so far (the tasks' creation times), if any.
+            kept = bool(self._tasks or self._requests)
+            self._loop_clock.bind(keep_readings=kept)
+            if not kept:
+                self._wall0, self._clock0 = time.time(), self._clock()
         runner = web.ServerRunner(web.Server(self._handle, access_log=None), shutdown_timeout=1.0)
         await runner.setup()
         try:

@@ -9,11 +9,12 @@ from the loop follows: ``asyncio.sleep``, anyio's sleeps and cancel scopes
 and :class:`FakeAnyFast`'s lifecycles (``advance="time"``).
 
 What it relies on: every wait of the code under test is a timer, a socket of the same loop or
-a ``loop.run_in_executor`` job. Loopback traffic between a client and a server on the same loop
-lands within the few zero-timeout polls the loop makes before it skips ahead; an executor job
-makes time pass as in reality until it is done. A peer the loop cannot see (a server in another
-thread or process, ``anyio.to_thread``, a raw thread) lets time skip while it works, so a timeout
-pending meanwhile fires at once; run such tests in real time.
+a ``loop.run_in_executor`` job (``asyncio.to_thread`` is one). Loopback traffic between a client
+and a server on the same loop lands within the few zero-timeout polls the loop makes before it
+skips ahead; an executor job makes time pass as in reality until its function has returned,
+even if its future was cancelled. A peer the loop cannot see (a server in another thread or
+process, ``anyio.to_thread`` and what uses it, a raw thread) lets time skip while it works, so
+a timeout pending meanwhile fires at once; run such tests in real time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import concurrent.futures
+import contextlib
+import math
 import selectors
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -68,16 +72,50 @@ class _SkippingSelector(selectors.BaseSelector):
             if events:
                 return events
         loop = self._loop
-        if loop.executor_jobs or timeout is None:
+        if loop._jobs or timeout is None:
             # A job in a thread (its end wakes the loop) or no timer at all: wait for real,
             # and let the clock follow the time that really passed.
-            started = time.monotonic()
+            started = time.perf_counter()
             events = real.select(timeout)
-            waited = time.monotonic() - started
-            loop.advance(waited if timeout is None else min(waited, timeout))
+            waited = time.perf_counter() - started
+            loop._advance(waited if timeout is None else min(waited, timeout))
             return events
-        loop.advance(timeout)
+        loop._advance(timeout)
         return []
+
+
+class _Job:
+    """A function run in an executor, counted from its submission until it returns in its
+    thread (or is cancelled before it started): a cancelled future does not stop the thread."""
+
+    __slots__ = ("_args", "_func", "_lock", "_loop", "_state")
+
+    def __init__(
+        self, loop: VirtualTimeLoop, func: collections.abc.Callable[..., Any], args: Any
+    ) -> None:
+        self._loop = loop
+        self._func = func
+        self._args = args
+        self._lock = threading.Lock()
+        self._state = 0  # 0: waiting, 1: running or finished, 2: abandoned before it ran
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if self._state:
+                return None
+            self._state = 1
+        try:
+            return self._func(*self._args)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
+                self._loop.call_soon_threadsafe(self._loop._job_ended)
+
+    def settled(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            with self._lock:
+                if self._state == 0:
+                    self._state = 2
+                    self._loop._job_ended()
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -94,9 +132,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
             runner.run(main())
 
-    :meth:`time` starts at ``start`` and moves only when the loop would otherwise wait, by the
-    time to its next timer (in real time while an executor job runs). A selector event loop
-    underneath, so no uvloop.
+    :meth:`time` starts at ``start`` and moves only when the loop would otherwise wait: to its
+    next timer at once, or with real time while a :meth:`run_in_executor` job runs (which
+    ``asyncio.to_thread`` and ``loop.getaddrinfo`` use). A selector event loop underneath, so
+    no uvloop.
 
     Args:
         start: what :meth:`time` returns at first.
@@ -104,9 +143,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self, *, start: float = 0.0, idle_polls: int = 16) -> None:
-        super().__init__(_SkippingSelector(self, selectors.DefaultSelector(), idle_polls))
         self._now = float(start)
         self._jobs = 0
+        super().__init__(_SkippingSelector(self, selectors.DefaultSelector(), idle_polls))
         if idle_polls < 1:
             self.close()
             raise ValueError("idle_polls must be >= 1")
@@ -115,16 +154,22 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """The virtual clock, in seconds."""
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (timers now due run on the next iteration)."""
-        if seconds < 0:
-            raise ValueError("time does not go backwards")
+    # asyncio runs the timers due before time() + _clock_resolution. The clock's own
+    # resolution (15.6 ms on Windows) would run timers early; 1 ns alone is lost in rounding
+    # once the clock is past 2**24 s, and a timer the clock stands on would never run.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(1e-9, 2 * math.ulp(self._now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:
+        pass
+
+    def _advance(self, seconds: float) -> None:
         self._now += seconds
 
-    @property
-    def executor_jobs(self) -> int:
-        """Executor jobs started with :meth:`run_in_executor` and not yet done."""
-        return self._jobs
+    def _job_ended(self) -> None:
+        self._jobs -= 1
 
     def run_in_executor(  # type: ignore[override]
         self,
@@ -132,16 +177,24 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         func: collections.abc.Callable[..., Any],
         *args: Any,
     ) -> asyncio.Future[Any]:
-        """:meth:`asyncio.loop.run_in_executor`, counted in :attr:`executor_jobs` until done.
+        """:meth:`asyncio.loop.run_in_executor`; the clock follows real time until ``func``
+        has returned in its thread.
 
         Args:
             executor: Where ``func`` runs (``None``: the loop's default executor).
             func: The function to call in a thread; ``args`` are passed to it.
         """
-        future = super().run_in_executor(executor, func, *args)
+        job = _Job(self, func, args)
+        future = super().run_in_executor(executor, job)
         self._jobs += 1
-        future.add_done_callback(self._job_done)
+        future.add_done_callback(job.settled)
         return future
 
-    def _job_done(self, _future: asyncio.Future[Any]) -> None:
-        self._jobs -= 1
+    async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
+        """:meth:`asyncio.loop.shutdown_default_executor`, in real time (its threads are
+        joined by a thread of its own, which the clock must wait for)."""
+        self._jobs += 1
+        try:
+            await super().shutdown_default_executor(*args, **kwargs)
+        finally:
+            self._jobs -= 1
