@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import math
 import selectors
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -37,10 +38,17 @@ if TYPE_CHECKING:
 class _SkippingSelector(selectors.BaseSelector):
     """The loop's selector: waits only as long as something real may still arrive."""
 
-    def __init__(self, loop: VirtualTimeLoop, real: selectors.BaseSelector, polls: int) -> None:
-        self._loop = loop
+    def __init__(
+        self,
+        real: selectors.BaseSelector,
+        polls: int,
+        busy: collections.abc.Callable[[], bool],
+        advance: collections.abc.Callable[[float], None],
+    ) -> None:
         self._real = real
         self._polls = polls
+        self._busy = busy  # whether an executor job is running
+        self._advance = advance
 
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -71,51 +79,68 @@ class _SkippingSelector(selectors.BaseSelector):
             events = real.select(0)
             if events:
                 return events
-        loop = self._loop
-        if loop._jobs or timeout is None:
+        if timeout is None or self._busy():
             # A job in a thread (its end wakes the loop) or no timer at all: wait for real,
             # and let the clock follow the time that really passed.
             started = time.perf_counter()
             events = real.select(timeout)
             waited = time.perf_counter() - started
-            loop._advance(waited if timeout is None else min(waited, timeout))
+            self._advance(waited if timeout is None else min(waited, timeout))
             return events
-        loop._advance(timeout)
+        self._advance(timeout)
         return []
 
 
 class _Job:
-    """A function run in an executor, counted from its submission until it returns in its
-    thread (or is cancelled before it started): a cancelled future does not stop the thread."""
+    """A function run in an executor, counted from its submission until its result is in the
+    loop, or, if its future is cancelled, until it returns in its thread (a cancelled future
+    does not stop the thread) or is dropped before it started."""
 
-    __slots__ = ("_args", "_func", "_lock", "_loop", "_state")
+    __slots__ = ("_args", "_ended", "_func", "_lock", "_notify", "_state")
+
+    _WAITING, _RUNNING, _DROPPED, _ORPHANED, _RETURNED = range(5)
 
     def __init__(
-        self, loop: VirtualTimeLoop, func: collections.abc.Callable[..., Any], args: Any
+        self,
+        func: collections.abc.Callable[..., Any],
+        args: Any,
+        ended: collections.abc.Callable[[], None],
+        notify: collections.abc.Callable[[collections.abc.Callable[[], None]], object],
     ) -> None:
-        self._loop = loop
         self._func = func
         self._args = args
+        self._ended = ended  # called in the loop's thread, once
+        self._notify = notify  # the loop's call_soon_threadsafe
         self._lock = threading.Lock()
-        self._state = 0  # 0: waiting, 1: running or finished, 2: abandoned before it ran
+        self._state = self._WAITING
 
     def __call__(self) -> Any:
         with self._lock:
-            if self._state:
+            if self._state != self._WAITING:
                 return None
-            self._state = 1
+            self._state = self._RUNNING
         try:
             return self._func(*self._args)
         finally:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
-                self._loop.call_soon_threadsafe(self._loop._job_ended)
+            with self._lock:
+                orphaned = self._state == self._ORPHANED
+                self._state = self._RETURNED
+            if orphaned:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
+                    self._notify(self._ended)
 
     def settled(self, future: asyncio.Future[Any]) -> None:
+        """The future's done callback. Its result, if any, is in the loop now; a cancelled
+        one may leave its function running."""
         if future.cancelled():
             with self._lock:
-                if self._state == 0:
-                    self._state = 2
-                    self._loop._job_ended()
+                state = self._state
+                if state == self._RUNNING:
+                    self._state = self._ORPHANED
+                    return  # counted until it returns
+                if state == self._WAITING:
+                    self._state = self._DROPPED
+        self._ended()
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -145,7 +170,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self, *, start: float = 0.0, idle_polls: int = 16) -> None:
         self._now = float(start)
         self._jobs = 0
-        super().__init__(_SkippingSelector(self, selectors.DefaultSelector(), idle_polls))
+        super().__init__(
+            _SkippingSelector(selectors.DefaultSelector(), idle_polls, self._busy, self._advance)
+        )
         if idle_polls < 1:
             self.close()
             raise ValueError("idle_polls must be >= 1")
@@ -168,6 +195,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def _advance(self, seconds: float) -> None:
         self._now += seconds
 
+    def _busy(self) -> bool:
+        return self._jobs > 0
+
     def _job_ended(self) -> None:
         self._jobs -= 1
 
@@ -184,17 +214,24 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             executor: Where ``func`` runs (``None``: the loop's default executor).
             func: The function to call in a thread; ``args`` are passed to it.
         """
-        job = _Job(self, func, args)
+        job = _Job(func, args, self._job_ended, self.call_soon_threadsafe)
         future = super().run_in_executor(executor, job)
         self._jobs += 1
         future.add_done_callback(job.settled)
         return future
 
-    async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """:meth:`asyncio.loop.shutdown_default_executor`, in real time (its threads are
-        joined by a thread of its own, which the clock must wait for)."""
+        joined by a thread of its own, which the clock must wait for).
+
+        Args:
+            timeout: Real seconds to wait for the threads (Python 3.12+; ignored before).
+        """
         self._jobs += 1
         try:
-            await super().shutdown_default_executor(*args, **kwargs)
+            if sys.version_info >= (3, 12):
+                await super().shutdown_default_executor(timeout)
+            else:
+                await super().shutdown_default_executor()
         finally:
             self._jobs -= 1
