@@ -57,6 +57,7 @@ from ._requests import (
     TextToVideo,
     VideoEdit,
 )
+from ._store import SQLiteStore, StoreError, TaskRecord
 from ._updates import Outcomes, TaskUpdate, WatcherStatistics
 from ._version import __version__
 from ._watch import CreateAndWatchStream, TaskHandle, UpdateStream, Watcher
@@ -92,14 +93,17 @@ __all__ = [
     "ResponseDecodeError",
     "ResultExpiredError",
     "RetryPolicy",
+    "SQLiteStore",
     "SeedanceContent",
     "SeedancePayload",
     "SeedanceUsage",
     "ServerError",
+    "StoreError",
     "Task",
     "TaskFailedError",
     "TaskHandle",
     "TaskNotFoundError",
+    "TaskRecord",
     "TaskStatus",
     "TaskUpdate",
     "TextToVideo",

@@ -40,6 +40,7 @@ from ._download import DOWNLOAD_READ_TIMEOUT, download
 from ._engine import Engine
 from ._models import Task
 from ._requests import task_path
+from ._store import SQLiteStore
 from ._transport import default_user_agent
 
 __all__ = ["AnyFast"]
@@ -80,6 +81,9 @@ class AnyFast(CreateCalls, WatchCalls):
         sleep: The coroutine function used to wait between retries and for the polling
             budget. Defaults to :func:`anyio.sleep`; tests can pass one that does not really
             wait.
+        store: A task store (:class:`SQLiteStore`): what the client learns about its tasks is
+            recorded there, so that a watcher can :meth:`Watcher.resume` after a crash. The
+            client opens it and closes it with itself.
         jitter_seed: Seeds the random jitter of retries and poll schedules, so that a test
             on virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
             schedule on every run. ``None`` (the default): unpredictable.
@@ -110,6 +114,7 @@ class AnyFast(CreateCalls, WatchCalls):
         max_rate: float | None = None,
         throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Callable[[float], Awaitable[object]] | None = None,
+        store: SQLiteStore | None = None,
         jitter_seed: int | None = None,
     ) -> None:
         _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
@@ -128,6 +133,7 @@ class AnyFast(CreateCalls, WatchCalls):
             sleep=sleep if sleep is not None else anyio.sleep,
             session=session,
             jitter_seed=jitter_seed,
+            store=store,
         )
 
     def with_options(
@@ -203,6 +209,11 @@ class AnyFast(CreateCalls, WatchCalls):
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` has run."""
         return self._engine.is_closed
+
+    @property
+    def store(self) -> SQLiteStore | None:
+        """The task store given to the client, or ``None``."""
+        return self._engine.store
 
     async def __aenter__(self) -> AnyFast:
         await self._engine.open()

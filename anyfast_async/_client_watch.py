@@ -17,6 +17,7 @@ from ._updates import Outcomes, TaskUpdate
 from ._watch import (
     UpdateStream,
     Watcher,
+    downloading,
     follow,
     new_scheduler,
     one_task_scheduler,
@@ -249,6 +250,8 @@ class WatchCalls:
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
         on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
+        download_to: str | os.PathLike[str] | None = None,
+        download_concurrency: int = 4,
     ) -> Watcher:
         """A long-lived scheduler to add tasks to while it runs, for web apps and workers.
 
@@ -278,16 +281,27 @@ class WatchCalls:
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
             on_terminal: A function or coroutine function called with each task's terminal
-                update (awaited if it returns an awaitable).
+                update (awaited if it returns an awaitable). With a task store, an outcome is
+                recorded as handled once it returns; after a crash :meth:`Watcher.resume`
+                delivers again the outcomes it had not returned from
+                (:attr:`TaskUpdate.redelivered`).
+            download_to: A folder (created if missing) into which the video of each task that
+                succeeds is saved before ``on_terminal`` is called, as :meth:`download` saves
+                it; the update then has :attr:`~TaskUpdate.download_path`, or, if the video
+                could not be saved, the error (an expired URL gives
+                :class:`ResultExpiredError`). With a task store the path is recorded.
+            download_concurrency: Most downloads at once.
 
         Returns:
             A :class:`Watcher`, to enter with ``async with``.
 
         Raises:
-            ValueError: ``concurrency`` < 1, ``timeout`` or ``poll_interval`` is not > 0, or
-                both ``poll`` and ``poll_interval`` are given.
+            ValueError: ``concurrency`` or ``download_concurrency`` < 1, ``timeout`` or
+                ``poll_interval`` is not > 0, or both ``poll`` and ``poll_interval`` are given.
             RuntimeError: the client is not open.
         """
+        if download_to is not None:
+            on_terminal = downloading(self._engine, on_terminal, download_to, download_concurrency)
         return Watcher(
             new_scheduler(
                 self._engine,

@@ -23,16 +23,24 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 import aiohttp
+import anyio
 import yarl
 
 from ._aio import loop_time
 from ._budget import Pacer
 from ._config import Limits, RetryPolicy, Throttle, Timeout
 from ._decode import decode_created, decode_task, parse_retry_after, status_error
-from ._exceptions import AnyFastError, APIConnectionError, RateLimitError, ResponseDecodeError
+from ._exceptions import (
+    AnyFastError,
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+    ResponseDecodeError,
+)
 from ._models import CreatedTask, Task
 from ._requests import TASKS_PATH
 from ._retry import Sleep, is_create_retryable, is_retryable, retrying
+from ._store import SQLiteStore
 from ._transport import Response, Stream, Transport
 
 __all__ = ["Engine"]
@@ -78,6 +86,7 @@ class Engine:
         sleep: How to wait between retries and for the budget.
         session: An aiohttp session to use (never closed by the engine), or ``None``.
         jitter_seed: Seed of the retry jitter and of the schedulers' poll jitter, or ``None``.
+        store: Where what the engine learns about tasks is recorded, or ``None``.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class Engine:
         sleep: Sleep,
         session: aiohttp.ClientSession | None,
         jitter_seed: int | None = None,
+        store: SQLiteStore | None = None,
     ) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")
@@ -102,6 +112,7 @@ class Engine:
         self.retry = retry
         self.sleep = sleep
         self._seeded = jitter_seed is not None
+        self.store = store
         self.rng = random.Random(jitter_seed)
         self.budget = Pacer(throttle, max_rate=max_rate, sleep=sleep, clock=loop_time)
         self._max_bytes = max_response_bytes
@@ -165,6 +176,12 @@ class Engine:
         if self._life.state is _State.CLOSED:
             raise RuntimeError("this AnyFast client is closed; create a new one")
         await self._transport.open()
+        if self.store is not None:
+            try:
+                await self.store.open()
+            except BaseException:
+                await self._transport.close()
+                raise
         self._life.state = _State.OPEN
 
     async def aclose(self) -> None:
@@ -173,9 +190,15 @@ class Engine:
         if not self._owner or self._life.state is _State.CLOSED:
             return
         self._life.state = _State.CLOSED
-        for dependent in list(self._life.dependents):
-            await dependent.aclose()
-        await self._transport.close()
+        try:
+            for dependent in list(self._life.dependents):
+                await dependent.aclose()
+        finally:
+            try:
+                if self.store is not None:
+                    await self.store.aclose()
+            finally:
+                await self._transport.close()
 
     def check_open(self) -> None:
         """Raise ``RuntimeError`` unless the engine is open."""
@@ -251,7 +274,27 @@ class Engine:
         )
 
     async def create(self, body: bytes) -> CreatedTask:
-        """POST a create body; retried only when the request cannot have created a task."""
+        """POST a create body; retried only when the request cannot have created a task.
+
+        With a store, the intent is committed before the request is sent, and the task id
+        (or a failure that may have created a task) after."""
+        store = self.store
+        if store is None:
+            return await self._create(body)
+        intent = await store.intend(body)
+        try:
+            created = await self._create(body)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await store.create_failed(
+                    intent, maybe_created=_maybe_created(exc), error=_describe(exc)
+                )
+            raise
+        with anyio.CancelScope(shield=True):
+            await store.created(intent, created.task_id)
+        return created
+
+    async def _create(self, body: bytes) -> CreatedTask:
         return await self.retrying(
             lambda attempt: self._post_create(body, attempt),
             what=f"POST {TASKS_PATH}",
@@ -350,3 +393,17 @@ class Engine:
             response.request_id,
         )
         return response
+
+
+def _maybe_created(exc: BaseException) -> bool:
+    """Whether a create that failed with ``exc`` may still have created a task: unless the
+    request surely never arrived, or was refused (4xx), it may have."""
+    if isinstance(exc, APIConnectionError):
+        return exc.sent
+    if isinstance(exc, APIStatusError):
+        return not 400 <= exc.status_code < 500
+    return True  # cancelled, or an answer that could not be read
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

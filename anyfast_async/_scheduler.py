@@ -24,6 +24,7 @@ import heapq
 import inspect
 import logging
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from sys import intern
@@ -60,6 +61,8 @@ _NEVER: Final = math.inf
 #: event-loop turn when intervals are tiny, and changes nothing at the 15 s cadence.
 _SLACK: Final = 0.001
 _PREFIX: Final = TASKS_PATH + "/"
+# The timeout of a resumed task whose recorded deadline has passed: it ends at once.
+_PAST_DEADLINE: Final = 1e-6
 _SUCCESS: Final = TaskStatus.SUCCESS
 _FAILURE: Final = TaskStatus.FAILURE
 
@@ -205,6 +208,8 @@ class Scheduler:
         self._close_when_idle = close_when_idle
         self._on_terminal = on_terminal
         self._rng = engine.new_rng()
+        self._store = engine.store
+        self._redeliver: set[str] = set()  # resumed: finished before, outcome not handled
         self._heap: list[tuple[float, Entry]] = []
         self._entries: dict[str, Entry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -242,10 +247,35 @@ class Scheduler:
             raise ValueError(f"timeout must be > 0 or None, got {limit!r}")
         now = self._now()
         entry = Entry(task_id, path, now, limit)
+        if self._store is not None:
+            self._store.watching(task_id, None if limit is None else time.time() + limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
         self._push(entry, now)
         return entry
+
+    async def resume(self) -> list[Entry]:
+        """Watch again every task of the client's store that is unfinished (with its recorded
+        deadline) or finished with an outcome not yet handled (its outcome is fetched again
+        and redelivered)."""
+        store = self._store
+        if store is None:
+            raise RuntimeError(
+                "resume() needs a client with a task store: AnyFast(store=SQLiteStore(path))"
+            )
+        records = await store.tasks(unfinished=True, unhandled=True)
+        now = time.time()
+        entries = []
+        for record in records:
+            if record.task_id is None:  # a create whose outcome is unknown: not a task yet
+                continue
+            timeout: float | UnsetType = UNSET
+            if record.unfinished and record.deadline is not None:
+                timeout = max(record.deadline - now, _PAST_DEADLINE)
+            elif not record.unfinished:
+                self._redeliver.add(record.task_id)
+            entries.append(self.add(record.task_id, timeout))
+        return entries
 
     def _push(self, entry: Entry, due: float) -> None:
         deadline = entry.deadline
@@ -474,6 +504,8 @@ class Scheduler:
             entry.status = status
             entry.same = 1
             changed = True
+            if self._store is not None and not _terminal_status(status):
+                self._store.status(entry.task_id, task.raw_status)
         else:
             entry.same += 1
             changed = progress != entry.progress
@@ -550,9 +582,22 @@ class Scheduler:
             self._outcomes["timed_out"] += 1
         else:
             self._outcomes["errored"] += 1
+        if self._redeliver and entry.task_id in self._redeliver:
+            self._redeliver.discard(entry.task_id)
+            update = msgspec.structs.replace(update, redelivered=True)
         try:
-            if self._on_terminal is not None:
-                await self._deliver(update)
+            store = self._store
+            if store is not None:
+                with anyio.CancelScope(shield=True):  # an outcome is recorded whole
+                    await store.finished(
+                        entry.task_id,
+                        _last_status(entry, outcome),
+                        None if isinstance(outcome, Task) else str(outcome),
+                        handled=self._on_terminal is None,
+                    )
+            if self._on_terminal is not None and await self._deliver(update) and store:
+                with anyio.CancelScope(shield=True):
+                    await store.handled(entry.task_id)
         finally:  # a waiter wakes even when the delivery is cancelled (the watcher closing)
             if entry.waiters is not None:
                 entry.waiters.set()
@@ -560,9 +605,9 @@ class Scheduler:
         if not self._entries:
             self._wake_up()
 
-    async def _deliver(self, update: TaskUpdate) -> None:
-        """Hand a terminal update to ``on_terminal``; its failure is the caller's to fix, not a
-        reason to stop watching the other tasks."""
+    async def _deliver(self, update: TaskUpdate) -> bool:
+        """Hand a terminal update to ``on_terminal``; whether it returned. Its failure is the
+        caller's to fix, not a reason to stop watching the other tasks."""
         assert self._on_terminal is not None
         try:
             result = self._on_terminal(update)
@@ -570,6 +615,8 @@ class Scheduler:
                 await result
         except Exception:
             logger.exception("on_terminal failed for task %s", update.task_id)
+            return False
+        return True
 
     async def _emit(self, update: TaskUpdate) -> None:
         if update.is_terminal and self._terminal_subscribers:
@@ -632,3 +679,15 @@ def _retryable_while_young(exc: BaseException) -> bool:
     """Transient for a task just added: "not found" right after a create is the gateway
     catching up (it stores the task after answering the create), not an answer."""
     return is_retryable(exc) or isinstance(exc, TaskNotFoundError)
+
+
+def _terminal_status(status: TaskStatus) -> bool:
+    return status is _SUCCESS or status is _FAILURE
+
+
+def _last_status(entry: Entry, outcome: Task | AnyFastError) -> str:
+    """The raw status a finished watch last saw (``""`` if none)."""
+    if isinstance(outcome, Task):
+        return outcome.raw_status
+    last = entry.task
+    return last.raw_status if last is not None else ""

@@ -35,7 +35,15 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
             :class:`~anyfast_async.TaskFailedError` for FAILURE, a
             :class:`~anyfast_async.WaitTimeoutError` at the deadline, or the error that made
             polling impossible (:class:`~anyfast_async.TaskNotFoundError`,
-            :class:`~anyfast_async.ResponseDecodeError`, ...). ``None`` otherwise.
+            :class:`~anyfast_async.ResponseDecodeError`, ...), or, for a watcher that
+            downloads, why the video of a task that succeeded could not be saved
+            (:class:`~anyfast_async.ResultExpiredError`, ...). ``None`` otherwise.
+        redelivered: This terminal update may have been given to ``on_terminal`` before: a
+            watcher with a task store found it finished but not handled (a crash while the
+            callback ran, or a callback that raised) and :meth:`Watcher.resume` delivers it
+            again.
+        download_path: Where a watcher with ``download_to`` saved the task's video, or
+            ``None``.
     """
 
     task_id: str
@@ -45,6 +53,8 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
     progress: int | None
     is_terminal: bool = False
     error: AnyFastError | None = None
+    redelivered: bool = False
+    download_path: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -57,7 +67,7 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
         Returns:
             ``task_id``, ``previous_status``, ``status``, ``progress``, ``is_terminal``,
             ``error_type`` and ``error`` (the class name and message of :attr:`error`, or
-            ``None``), and ``result_url``.
+            ``None``), ``result_url``, ``redelivered`` and ``download_path``.
         """
         error = self.error
         return {
@@ -69,6 +79,8 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
             "error_type": type(error).__name__ if error is not None else None,
             "error": str(error) if error is not None else None,
             "result_url": self.task.result_url if self.task is not None else None,
+            "redelivered": self.redelivered,
+            "download_path": self.download_path,
         }
 
     def outcome(self) -> Task | AnyFastError:

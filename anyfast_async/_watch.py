@@ -7,12 +7,14 @@ arguments at the call) and hands back a stream, a handle or a result.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
 import anyio
+import msgspec
 
 from ._aio import BaseExceptionGroup, unwrap
 from ._config import DEFAULT_POLL, UNSET, PollPolicy, UnsetType
@@ -65,6 +67,46 @@ def new_scheduler(
         close_when_idle=close_when_idle,
         on_terminal=on_terminal,
     )
+
+
+OnTerminal = Callable[[TaskUpdate], Awaitable[object] | object]
+
+
+def downloading(
+    engine: Engine,
+    on_terminal: OnTerminal | None,
+    folder: str | os.PathLike[str],
+    concurrency: int,
+) -> Callable[[TaskUpdate], Awaitable[None]]:
+    """An ``on_terminal`` that first saves the video of each task that succeeded into
+    ``folder`` (at most ``concurrency`` at once), records it in the engine's store, then
+    calls ``on_terminal`` with the path (or, if the video could not be saved, the error)."""
+    if concurrency < 1:
+        raise ValueError(f"download_concurrency must be >= 1, got {concurrency!r}")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    limiter = anyio.CapacityLimiter(concurrency)
+    store = engine.store
+
+    async def deliver(update: TaskUpdate) -> None:
+        task = update.task
+        if update.succeeded and task is not None and task.result_url:
+            try:
+                async with limiter:
+                    path = await download(engine, task, folder, folder=True)
+            except AnyFastError as exc:
+                update = msgspec.structs.replace(update, error=exc)
+                if store is not None:
+                    await store.download_failed(update.task_id, f"{type(exc).__name__}: {exc}")
+            else:
+                update = msgspec.structs.replace(update, download_path=str(path))
+                if store is not None:
+                    await store.downloaded(update.task_id, str(path))
+        if on_terminal is not None:
+            result = on_terminal(update)
+            if inspect.isawaitable(result):
+                await result
+
+    return deliver
 
 
 def one_task_scheduler(
@@ -294,6 +336,21 @@ class Watcher:
         if not self._scheduler.running:
             raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
         return TaskHandle(self._scheduler.add(task_id, timeout))
+
+    async def resume(self) -> list[TaskHandle]:
+        """Watch again what the client's task store left unfinished: every task created or
+        watched through a client with that store that has not ended (each with the deadline
+        it was given, not a fresh one; one already past ends at once with
+        :class:`WaitTimeoutError`), and every task that ended but whose outcome
+        ``on_terminal`` did not return from (fetched again and delivered again: at least
+        once). Return their handles.
+
+        Raises:
+            RuntimeError: the client has no store, or the watcher is not running.
+        """
+        if not self._scheduler.running:
+            raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
+        return [TaskHandle(entry) for entry in await self._scheduler.resume()]
 
     def add_many(
         self, task_ids: Iterable[str], *, timeout: float | UnsetType | None = UNSET

@@ -24,6 +24,7 @@ LAYERS = [
     "anyfast_async._transport",
     "anyfast_async._retry",
     "anyfast_async._budget",
+    "anyfast_async._store",
     "anyfast_async._engine",
     "anyfast_async._scheduler",
     "anyfast_async._download",
