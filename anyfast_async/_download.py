@@ -9,6 +9,7 @@ download leaves no file behind. The API key goes only to the API's own origin (i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
@@ -124,6 +125,23 @@ def _refused(status: int, body: bytes, headers: Mapping[str, str]) -> Exception:
             body=excerpt(body),
         )
     return status_error(status, body, request_id=request_id)
+
+
+# A temporary download: mkstemp's name from _write (".<final name>.<8 characters>.part").
+_PARTIAL = re.compile(r"\..+\.[a-z0-9_]{8}\.part")
+
+
+def remove_partial_files(folder: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that downloads killed midway left in ``folder`` (only
+    names of the form downloads give them); how many there were."""
+    removed = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if _PARTIAL.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 async def _in_thread(

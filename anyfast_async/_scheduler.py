@@ -100,6 +100,7 @@ class Entry:
         "path",
         "progress",
         "same",
+        "settled",
         "started",
         "status",
         "task",
@@ -119,7 +120,8 @@ class Entry:
         self.same = 0
         self.errors = 0
         self.last_error: AnyFastError | None = None
-        self.done = False
+        self.done = False  # no more polls
+        self.settled = False  # the outcome is delivered (on_terminal returned): waiters go
         self.outcome: Task | BaseException | None = None
         self.waiters: anyio.Event | None = None
 
@@ -142,8 +144,9 @@ class Entry:
         return _PREFIX + self.task_id if path is None else path
 
     async def finished(self) -> None:
-        """Wait until the watch of this task has ended (at once if it has)."""
-        if self.done:
+        """Wait until the watch of this task has ended and its outcome was delivered to
+        ``on_terminal`` (at once if so)."""
+        if self.settled:
             return
         if self.waiters is None:
             self.waiters = anyio.Event()
@@ -362,7 +365,7 @@ class Scheduler:
         if self._entries and self.problem is None:
             self.problem = closed  # readers of the updates must not take this for an end
         for entry in self._entries.values():
-            entry.done = True
+            entry.done = entry.settled = True
             entry.outcome = self.problem or closed
             if entry.waiters is not None:
                 entry.waiters.set()
@@ -599,6 +602,7 @@ class Scheduler:
                 with anyio.CancelScope(shield=True):
                     await store.handled(entry.task_id)
         finally:  # a waiter wakes even when the delivery is cancelled (the watcher closing)
+            entry.settled = True
             if entry.waiters is not None:
                 entry.waiters.set()
         await self._emit(update)

@@ -232,6 +232,12 @@ class SQLiteStore:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+            # A create still "creating" belongs to a process that died waiting for its
+            # answer (this one holds the lock now): it may or may not have made a task.
+            db.execute(
+                "UPDATE tasks SET state = 'unknown', error = ? WHERE state = 'creating'",
+                ("the process ended before the create call's answer",),
+            )
         except BaseException:
             db.close()
             os.close(fd)

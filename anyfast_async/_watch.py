@@ -18,7 +18,7 @@ import msgspec
 
 from ._aio import BaseExceptionGroup, unwrap
 from ._config import DEFAULT_POLL, UNSET, PollPolicy, UnsetType
-from ._download import download
+from ._download import download, remove_partial_files
 from ._engine import Engine
 from ._exceptions import AnyFastError, TaskFailedError
 from ._models import CreatedTask, Task
@@ -84,6 +84,7 @@ def downloading(
     if concurrency < 1:
         raise ValueError(f"download_concurrency must be >= 1, got {concurrency!r}")
     Path(folder).mkdir(parents=True, exist_ok=True)
+    remove_partial_files(folder)  # left by downloads a crash cut short
     limiter = anyio.CapacityLimiter(concurrency)
     store = engine.store
 
@@ -262,7 +263,7 @@ class TaskHandle:
         Cancelling the waiting coroutine stops only this wait: the task stays watched.
         """
         entry = self._entry
-        if not entry.done:
+        if not entry.settled:
             await entry.finished()
         return self.result()
 

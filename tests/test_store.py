@@ -296,3 +296,19 @@ async def test_a_watcher_saves_each_video_before_on_terminal(tmp_path: Path) -> 
         assert records[task_id].download_path == seen[task_id].download_path
         assert Path(seen[task_id].download_path or "").parent == tmp_path / "videos"
     assert not list((tmp_path / "videos").glob(".*.part"))
+
+
+async def test_a_create_left_without_its_answer_becomes_unknown(tmp_path: Path) -> None:
+    """A create recorded as being sent by a process that then died (its answer never
+    recorded) is "unknown" once the store is opened again: it may have made a task."""
+    path = tmp_path / "s.db"
+    async with SQLiteStore(path) as store:
+        intent = await store.intend(b'{"model": "happyhorse-1.0-t2v", "prompt": "x"}')
+        (record,) = await store.tasks()
+        assert record.state == "creating"
+    async with SQLiteStore(path) as store:
+        (record,) = await store.tasks()
+    assert record.state == "unknown"
+    assert record.intent_id == intent
+    assert record.model == "happyhorse-1.0-t2v"
+    assert "ended before" in (record.error or "")
