@@ -28,8 +28,11 @@ from . import (
     AnyFast,
     AnyFastError,
     PollPolicy,
+    SQLiteStore,
+    StoreError,
     Task,
     TaskFailedError,
+    TaskRecord,
     TaskUpdate,
     Throttle,
     WaitTimeoutError,
@@ -226,6 +229,65 @@ async def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the task store ----------------------------------------------------------------------------
+
+
+def _record_dict(record: TaskRecord) -> dict[str, Any]:
+    return {field: getattr(record, field) for field in record.__struct_fields__}
+
+
+async def _tasks(args: argparse.Namespace) -> int:
+    try:
+        async with SQLiteStore(args.store, readonly=True) as store:
+            records = await store.tasks(unfinished=args.unfinished)
+    except StoreError as exc:
+        raise _Usage(str(exc)) from None
+    if args.jsonl:
+        for record in records:
+            _json_line(_record_dict(record), sys.stdout)
+        return EXIT_OK
+    for record in records:
+        outcome = record.error or record.status or "-"
+        handled = "handled" if record.handled else "unhandled"
+        where = record.download_path or ""
+        print(f"{record.task_id or '(unknown)'}\t{record.state}\t{handled}\t{outcome}\t{where}")
+    counts = Counter(record.state for record in records)
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no tasks")
+    return EXIT_OK
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    outcomes: dict[str, Task | AnyFastError] = {}
+    try:
+        client = AnyFast(base_url=args.base_url, store=SQLiteStore(args.store))
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        async with (
+            client,
+            client.watcher(
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+                poll=_poll(args),
+                download_to=args.download_to,
+            ) as watcher,
+        ):
+            updates = watcher.updates()
+            handles = await watcher.resume()
+            with _Bars([h.task_id for h in handles], jsonl=args.jsonl) as bars:
+                async with updates:
+                    while len(outcomes) < len(handles):
+                        update = await updates.__anext__()
+                        bars.show(update)
+                        if update.is_terminal:
+                            outcomes[update.task_id] = update.outcome()
+    except StoreError as exc:
+        raise _Usage(str(exc)) from None
+    if not handles:
+        print("nothing to resume", file=sys.stderr)
+    return _exit_code(outcomes)
+
+
 # -- the demo ----------------------------------------------------------------------------------
 
 
@@ -363,15 +425,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the API origin (default: $ANYFAST_BASE_URL, then https://www.anyfast.ai)",
     )
-    waiting = argparse.ArgumentParser(add_help=False)
-    waiting.add_argument("task_ids", nargs="+", metavar="ID", help="task ids")
-    waiting.add_argument("--concurrency", type=int, default=16, help="polls at once (16)")
-    waiting.add_argument(
+    pacing = argparse.ArgumentParser(add_help=False)
+    pacing.add_argument("--concurrency", type=int, default=16, help="polls at once (16)")
+    pacing.add_argument(
         "--timeout", type=_positive, default=1800.0, help="seconds to wait per task (1800)"
     )
-    waiting.add_argument(
+    pacing.add_argument(
         "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
     )
+    waiting = argparse.ArgumentParser(add_help=False, parents=[pacing])
+    waiting.add_argument("task_ids", nargs="+", metavar="ID", help="task ids")
 
     parser = argparse.ArgumentParser(
         prog="anyfast",
@@ -419,6 +482,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     download.add_argument("--poll-interval", type=_positive, default=None, help=argparse.SUPPRESS)
     download.set_defaults(run=_download)
+
+    tasks = commands.add_parser(
+        "tasks", help="list the tasks a task store knows (read only: works while it is in use)"
+    )
+    tasks.add_argument("--store", metavar="PATH", required=True, help="the store's file")
+    tasks.add_argument("--unfinished", action="store_true", help="only tasks still to watch")
+    tasks.add_argument("--jsonl", action="store_true", help="print JSON lines")
+    tasks.set_defaults(run=_tasks)
+
+    resume = commands.add_parser(
+        "resume",
+        parents=[common, pacing],
+        help="watch to their ends the tasks a task store left unfinished",
+    )
+    resume.add_argument("--store", metavar="PATH", required=True, help="the store's file")
+    resume.add_argument(
+        "--download-to", metavar="DIR", help="save the video of each task that succeeds"
+    )
+    resume.add_argument(
+        "--jsonl", action="store_true", help="print JSON lines (the default when piped)"
+    )
+    resume.set_defaults(run=_resume)
 
     demo = commands.add_parser(
         "demo", help="run a demo against a built-in fake server: no account, no network"

@@ -37,8 +37,8 @@ _MIGRATIONS: Final[Sequence[str]] = (
     """
     CREATE TABLE tasks (
         key           TEXT PRIMARY KEY,  -- the task id, or "intent:<id>" until it is known
-        task_id       TEXT UNIQUE,
-        intent_id     TEXT UNIQUE,
+        task_id       TEXT,
+        intent_id     TEXT,
         model         TEXT NOT NULL DEFAULT '',
         body_sha256   TEXT,
         state         TEXT NOT NULL,     -- creating | unknown | watching | finished
@@ -50,10 +50,10 @@ _MIGRATIONS: Final[Sequence[str]] = (
         handled_at    REAL,
         download_path TEXT
     );
-    CREATE INDEX tasks_open ON tasks (state) WHERE state != 'finished' OR handled_at IS NULL;
+    CREATE UNIQUE INDEX tasks_intent ON tasks (intent_id) WHERE intent_id IS NOT NULL;
     """,
 )
-_BATCH: Final = 512
+_BATCH: Final = 4096
 
 
 class StoreError(Exception):
@@ -132,13 +132,19 @@ class SQLiteStore:
     back it up with ``sqlite3 anyfast.db ".backup copy.db"``, not by copying the files of an
     open store.
 
+    ``SQLiteStore(path, readonly=True)`` only reads (:meth:`tasks`), takes no lock and so
+    works while another process owns the store: for a dashboard, or ``anyfast tasks``.
+
     Args:
-        path: The database file; created with its folder if missing.
+        path: The database file; created with its folder if missing (unless ``readonly``).
+        readonly: Open it only to read; it must exist.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         """The database file."""
+        self.readonly = readonly
+        """Whether it is opened only to read."""
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -196,6 +202,9 @@ class SQLiteStore:
         await self.aclose()
 
     def _open(self) -> None:
+        if self.readonly:
+            self._open_readonly()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = f"{self.path}.lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -244,6 +253,26 @@ class SQLiteStore:
             raise
         self._db, self._lock_fd = db, fd
 
+    def _open_readonly(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"no task store at {self.path}")
+        db = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0, isolation_level=None
+        )
+        try:
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{self.path} cannot be read: {exc}") from None
+        if app != _APPLICATION_ID or version != _SCHEMA_VERSION:
+            db.close()
+            raise StoreError(
+                f"{self.path} is not a task store of this anyfast-async version "
+                f"(application id {app:#x}, schema {version})"
+            )
+        self._db = db
+
     def _close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
@@ -260,23 +289,26 @@ class SQLiteStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _queue_op(self, sql: str, params: tuple[Any, ...], wait: bool) -> asyncio.Future[None]:
-        if self._wake is None or self._closing:
+    def _queue_op(
+        self, sql: str, params: tuple[Any, ...], done: asyncio.Future[None] | None
+    ) -> None:
+        wake = self._wake
+        if wake is None or self._closing:
             raise RuntimeError("the store is not open")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(((sql, params), done if wait else None))
-        self._wake.set()
-        if not wait:
-            done.set_result(None)
-        return done
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        self._queue.append(((sql, params), done))
+        wake.set()
 
     async def _write(self, sql: str, *params: Any) -> None:
         """Queue one operation and wait until it is committed."""
-        await self._queue_op(sql, params, wait=True)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_op(sql, params, done)
+        await done
 
     def _write_soon(self, sql: str, *params: Any) -> None:
         """Queue one operation; it is committed with the next batch (within milliseconds)."""
-        self._queue_op(sql, params, wait=False)
+        self._queue_op(sql, params, None)
 
     async def _write_batches(self) -> None:
         wake = self._wake
@@ -306,9 +338,19 @@ class SQLiteStore:
                     done.set_exception(error)
 
     def _apply(self, ops: list[_Op]) -> list[BaseException | None]:
-        """One transaction for the batch; a failing operation is rolled back alone."""
+        """One transaction for the batch. If an operation fails, the batch is applied again
+        with each operation in a savepoint of its own, so that it is rolled back alone."""
         db = self._db
         assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in ops:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+        else:
+            return [None] * len(ops)
         errors: list[BaseException | None] = []
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -469,6 +511,11 @@ class SQLiteStore:
         """
         await self._write("UPDATE tasks SET error = ? WHERE key = ?", error, task_id)
 
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed."""
+        if not self.readonly:
+            await self._write("SELECT 1")
+
     # -- reading ------------------------------------------------------------------------------
 
     async def tasks(self, *, unfinished: bool = False, unhandled: bool = False) -> list[TaskRecord]:
@@ -478,7 +525,7 @@ class SQLiteStore:
             unfinished: Only tasks still to be watched.
             unhandled: Only finished tasks whose outcome ``on_terminal`` has not handled.
         """
-        await self._write("SELECT 1")  # a barrier: everything queued before is committed
+        await self.flush()
         where = []
         if unfinished:
             where.append("state = 'watching'")

@@ -18,6 +18,9 @@ and waits shorter still (here at most 25 s): ``uvicorn webapp_fastapi:app
 
 Without ANYFAST_API_KEY the app starts a FakeAnyFast server in its lifespan and polls it fast;
 prompts containing "moderation" fail there, to show how a failure looks.
+
+With a key, the app keeps a task store (ANYFAST_STORE, default anyfast-tasks.db): what it
+creates is recorded before it is sent, and a restarted app resumes watching it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, TypedDict
@@ -40,6 +44,7 @@ from anyfast_async import (
     AnyFastError,
     APIStatusError,
     PollPolicy,
+    SQLiteStore,
     Task,
     TaskFailedError,
     TaskNotFoundError,
@@ -76,18 +81,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[State]:
 
     async with AsyncExitStack() as stack:
         if os.environ.get("ANYFAST_API_KEY"):
-            client = await stack.enter_async_context(AnyFast())
+            # The task store: a restart (a redeploy, a crash) picks up every task a previous
+            # run created and did not see to its end. One process owns a store at a time.
+            store = SQLiteStore(os.environ.get("ANYFAST_STORE", "anyfast-tasks.db"))
+            client = await stack.enter_async_context(AnyFast(store=store))
             poll = None  # the default cadence: 15 s while running, 15-30 s while queued
         else:
             server = await stack.enter_async_context(FakeAnyFast(advance="time"))
             server.create_stages = demo_stages
+            # The fake's tasks live as long as this process: a store of this run only.
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            store = SQLiteStore(os.path.join(folder, "anyfast-tasks.db"))
             client = await stack.enter_async_context(
-                AnyFast(server.api_key, base_url=server.base_url)
+                AnyFast(server.api_key, base_url=server.base_url, store=store)
             )
             poll = PollPolicy.fixed(0.1)
         watcher = await stack.enter_async_context(
             client.watcher(concurrency=64, timeout=600, poll=poll, on_terminal=keep)
         )
+        # Tasks created before a restart, and outcomes not yet handed to `keep`.
+        resumed = await watcher.resume()
+        print(f"resumed {len(resumed)} task(s) from the store", flush=True)
         yield {"client": client, "watcher": watcher, "videos": videos}
     print(f"closed; final counters: {watcher.statistics()}", flush=True)
 

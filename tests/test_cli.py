@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from anyfast_async import AnyFast, SQLiteStore
 from anyfast_async.testing import FakeAnyFast, Stage
 
 pytestmark = pytest.mark.anyio
@@ -262,3 +263,57 @@ async def test_non_positive_numbers_are_usage_errors() -> None:
         result = await anyfast("watch", "t1", *option)
         assert result.returncode == 2
         assert "greater than 0" in result.stderr.decode()
+
+
+# -- the task store ----------------------------------------------------------------------------
+
+
+async def test_resume_and_tasks_with_a_store(api: FakeAnyFast, tmp_path: Path) -> None:
+    """A process creates two tasks with a store and dies; `anyfast resume` watches them to
+    their ends (saving the video), and `anyfast tasks` lists what the store knows."""
+    store = tmp_path / "tasks.db"
+    video = api.add_file("v.mp4", b"a video")
+    api.create_stages = success(video)
+    async with AnyFast(SECRET, base_url=api.base_url, store=SQLiteStore(store)) as client:
+        first = await client.create_text_to_video("A cat")
+        second = await client.create_text_to_video("A dog")  # and the process dies
+
+    listed = await anyfast("tasks", "--store", str(store), "--unfinished", "--jsonl")
+    assert listed.returncode == 0, text(listed)
+    records = [json.loads(line) for line in listed.stdout.decode().splitlines()]
+    assert [r["task_id"] for r in records] == [first.task_id, second.task_id]
+    assert {r["state"] for r in records} == {"watching"}
+
+    resumed = await anyfast(
+        "resume",
+        "--store",
+        str(store),
+        "--download-to",
+        str(tmp_path / "videos"),
+        "--poll-interval",
+        "0.01",
+        "--jsonl",
+        server=api,
+    )
+    assert resumed.returncode == 0, text(resumed)
+    finals = [json.loads(line) for line in resumed.stdout.decode().splitlines()]
+    assert sorted(u["task_id"] for u in finals if u["is_terminal"]) == sorted(
+        [first.task_id, second.task_id]
+    )
+    for task_id in (first.task_id, second.task_id):
+        assert (tmp_path / "videos" / f"{task_id}.mp4").read_bytes() == b"a video"
+
+    human = await anyfast("tasks", "--store", str(store))
+    assert human.returncode == 0, text(human)
+    assert "2 finished" in text(human)
+    assert text(human).count("\thandled\tSUCCESS\t") == 2
+    assert SECRET not in text(human) + text(resumed) + text(listed)
+    again = await anyfast("resume", "--store", str(store), server=api)
+    assert again.returncode == 0
+    assert "nothing to resume" in text(again)
+
+
+async def test_tasks_without_a_store_is_a_usage_error(tmp_path: Path) -> None:
+    result = await anyfast("tasks", "--store", str(tmp_path / "nope.db"))
+    assert result.returncode == 2
+    assert "no task store at" in text(result)
