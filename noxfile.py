@@ -208,6 +208,7 @@ def bench(session: nox.Session) -> None:
         "python", "benchmarks/bench_throttle.py", "--json", "benchmarks/throttle.json", *quick
     )
     session.run("python", "benchmarks/bench_scale.py", "--json", "benchmarks/scale.json", *quick)
+    session.run("python", "benchmarks/bench_store.py", "--json", "benchmarks/store.json", *quick)
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
     )
