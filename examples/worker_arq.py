@@ -15,7 +15,8 @@ server (for example `apt-get install redis-server`) and REDIS_URL:
 With real tasks: start workers (on as many machines as you like), then enqueue task ids; the
 second command prints each task's outcome as it comes:
 
-    ANYFAST_API_KEY=sk-... REDIS_URL=redis://... python examples/worker_arq.py worker
+    ANYFAST_API_KEY=sk-... ANYFAST_STORE=worker-1.db REDIS_URL=redis://... \
+        python examples/worker_arq.py worker
     REDIS_URL=redis://... python examples/worker_arq.py enqueue asyntask_1 asyntask_2 ...
 
 Needs `pip install arq` (it brings redis-py).
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,7 +46,14 @@ from arq.jobs import Job
 from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Function, create_worker
 
-from anyfast_async import AnyFast, AnyFastError, PollPolicy, TaskFailedError, Watcher
+from anyfast_async import (
+    AnyFast,
+    AnyFastError,
+    PollPolicy,
+    SQLiteStore,
+    TaskFailedError,
+    Watcher,
+)
 from anyfast_async.testing import FakeAnyFast
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -52,6 +61,7 @@ QUEUE = os.environ.get("ARQ_QUEUE", "anyfast:watch")
 WATCH_TIMEOUT = 900  # each task's deadline, from its job's start: generation takes 1 to 5 min
 JOB_TIMEOUT = WATCH_TIMEOUT + 60  # longer, so a job ends with the watcher's outcome, not arq's
 POLL = os.environ.get("WORKER_POLL_INTERVAL")  # the demo polls fast; unset: the SDK's cadence
+STORE = os.environ.get("ANYFAST_STORE")  # this worker's task store file, if any
 
 Outcome = dict[str, str | int | None]
 
@@ -71,10 +81,17 @@ async def submit(redis: ArqRedis, task_id: str) -> Job | None:
 async def startup(ctx: dict[str, Any]) -> None:
     """Open one client and one watcher for the worker's whole life."""
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(AnyFast())  # ANYFAST_API_KEY, ANYFAST_BASE_URL
+        # A task store of this worker's own (one process owns a store): a restarted worker
+        # goes on polling what it was watching at once, and the job that arq runs again for
+        # a task joins that watch.
+        store = SQLiteStore(STORE) if STORE else None
+        # ANYFAST_API_KEY, ANYFAST_BASE_URL
+        client = await stack.enter_async_context(AnyFast(store=store))
         poll = PollPolicy.fixed(float(POLL)) if POLL else None
         watcher = client.watcher(concurrency=64, timeout=WATCH_TIMEOUT, poll=poll)
         ctx["watcher"] = await stack.enter_async_context(watcher)
+        if store is not None:
+            await ctx["watcher"].resume()
         ctx["stack"] = stack.pop_all()  # closed by shutdown()
     await ctx["redis"].sadd(f"{QUEUE}:workers", os.getpid())  # "ready", for the demo
 
@@ -192,9 +209,11 @@ async def run_demo(redis: ArqRedis, queue: str, task_ids: list[str], log: IO[byt
         env = dict(os.environ, ARQ_QUEUE=queue, WORKER_MAX_JOBS="16", WORKER_POLL_INTERVAL="0.2")
         env |= {"ANYFAST_API_KEY": server.api_key, "ANYFAST_BASE_URL": server.base_url}
         workers: list[Process] = []
+        stores = tempfile.mkdtemp(prefix="anyfast-demo-")
         try:
-            for _ in range(2):
-                workers.append(await start_worker(env, log))
+            for index in range(2):  # each worker with a task store of its own
+                store = os.path.join(stores, f"worker-{index}.db")
+                workers.append(await start_worker(env | {"ANYFAST_STORE": store}, log))
             for _ in range(200):  # until both workers are ready (or one exited), 20 s at most
                 ready = await cast("Awaitable[int]", redis.scard(f"{queue}:workers")) == 2
                 if ready or any(worker.returncode is not None for worker in workers):
@@ -216,6 +235,7 @@ async def run_demo(redis: ArqRedis, queue: str, task_ids: list[str], log: IO[byt
             handled = await cast("Awaitable[dict[bytes, bytes]]", redis.hgetall(f"{queue}:handled"))
         finally:
             await asyncio.gather(*(stop_worker(worker) for worker in workers))
+            shutil.rmtree(stores, ignore_errors=True)
         print("outcomes:", dict(Counter(outcome["status"] for outcome in outcomes)))
         print("jobs per worker:", dict(Counter(outcome["worker"] for outcome in outcomes)))
         problems = check(server, workers, outcomes, handled, read(log))
