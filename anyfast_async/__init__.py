@@ -57,7 +57,7 @@ from ._requests import (
     TextToVideo,
     VideoEdit,
 )
-from ._store import SQLiteStore, StoreError, TaskRecord
+from ._store import SQLiteStore, StoreError, TaskRecord, TaskStore
 from ._updates import Outcomes, TaskUpdate, WatcherStatistics
 from ._version import __version__
 from ._watch import CreateAndWatchStream, TaskHandle, UpdateStream, Watcher
@@ -105,6 +105,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskRecord",
     "TaskStatus",
+    "TaskStore",
     "TaskUpdate",
     "TextToVideo",
     "Throttle",

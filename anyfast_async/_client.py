@@ -40,7 +40,7 @@ from ._download import DOWNLOAD_READ_TIMEOUT, download
 from ._engine import Engine
 from ._models import Task
 from ._requests import task_path
-from ._store import SQLiteStore
+from ._store import TaskStore
 from ._transport import default_user_agent
 
 __all__ = ["AnyFast"]
@@ -81,9 +81,10 @@ class AnyFast(CreateCalls, WatchCalls):
         sleep: The coroutine function used to wait between retries and for the polling
             budget. Defaults to :func:`anyio.sleep`; tests can pass one that does not really
             wait.
-        store: A task store (:class:`SQLiteStore`): what the client learns about its tasks is
-            recorded there, so that a watcher can :meth:`Watcher.resume` after a crash. The
-            client opens it and closes it with itself.
+        store: A task store (:class:`SQLiteStore`, or your own :class:`TaskStore`): what
+            the client learns about its tasks is recorded there, so that a watcher can
+            :meth:`Watcher.resume` after a crash. The client opens it and closes it with
+            itself.
         jitter_seed: Seeds the random jitter of retries and poll schedules, so that a test
             on virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
             schedule on every run. ``None`` (the default): unpredictable.
@@ -114,7 +115,7 @@ class AnyFast(CreateCalls, WatchCalls):
         max_rate: float | None = None,
         throttle: Throttle = DEFAULT_THROTTLE,
         sleep: Callable[[float], Awaitable[object]] | None = None,
-        store: SQLiteStore | None = None,
+        store: TaskStore | None = None,
         jitter_seed: int | None = None,
     ) -> None:
         _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
@@ -211,7 +212,7 @@ class AnyFast(CreateCalls, WatchCalls):
         return self._engine.is_closed
 
     @property
-    def store(self) -> SQLiteStore | None:
+    def store(self) -> TaskStore | None:
         """The task store given to the client, or ``None``."""
         return self._engine.store
 

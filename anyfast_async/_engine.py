@@ -40,7 +40,7 @@ from ._exceptions import (
 from ._models import CreatedTask, Task
 from ._requests import TASKS_PATH
 from ._retry import Sleep, is_create_retryable, is_retryable, retrying
-from ._store import SQLiteStore
+from ._store import TaskStore
 from ._transport import Response, Stream, Transport
 
 __all__ = ["Engine"]
@@ -104,7 +104,7 @@ class Engine:
         sleep: Sleep,
         session: aiohttp.ClientSession | None,
         jitter_seed: int | None = None,
-        store: SQLiteStore | None = None,
+        store: TaskStore | None = None,
     ) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")

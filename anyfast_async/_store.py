@@ -22,14 +22,14 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["SQLiteStore", "StoreError", "TaskRecord"]
+__all__ = ["SQLiteStore", "StoreError", "TaskRecord", "TaskStore"]
 
 _APPLICATION_ID: Final = 0x41464153  # "AFAS"
 _SCHEMA_VERSION: Final = 1
@@ -95,6 +95,110 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     def unfinished(self) -> bool:
         """Whether the task still has to be watched to its end."""
         return self.state == "watching"
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """What a client needs of a task store: :class:`SQLiteStore` is one; write another (on
+    your own database) by implementing these methods.
+
+    The client calls :meth:`open` and :meth:`aclose` with its own. The awaited writes must be
+    durable when they return (the client acts on them: it sends the create, calls
+    ``on_terminal``, wakes the waiters); :meth:`watching` and :meth:`status` are called in the
+    middle of polling, not awaited: queue them, and write them soon (within about a second).
+    """
+
+    async def open(self) -> None:
+        """Make the store ready (called by the client when it opens)."""
+
+    async def aclose(self) -> None:
+        """Write what is queued and release the store (called by the client when it closes)."""
+
+    async def intend(self, body: bytes) -> str:
+        """Record a create about to be sent; return an id for it, durable on return.
+
+        Args:
+            body: The create call's JSON body.
+        """
+        ...
+
+    async def created(self, intent_id: str, task_id: str) -> None:
+        """The create of ``intent_id`` made the task ``task_id``, to be watched.
+
+        Args:
+            intent_id: What :meth:`intend` returned.
+            task_id: The id of the task it created.
+        """
+
+    async def create_failed(self, intent_id: str, *, maybe_created: bool, error: str) -> None:
+        """The create of ``intent_id`` failed.
+
+        Args:
+            intent_id: What :meth:`intend` returned.
+            maybe_created: Whether it may have made a task (keep it, as unknown) or surely
+                did not (forget it).
+            error: What went wrong.
+        """
+
+    def watching(self, task_id: str, deadline: float | None) -> None:
+        """A watch of ``task_id`` begins (not awaited). Keep the first deadline of a task.
+
+        Args:
+            task_id: The task's id.
+            deadline: When the watch times out, in Unix seconds, or ``None``.
+        """
+
+    def status(self, task_id: str, status: str) -> None:
+        """A new status was seen (not awaited).
+
+        Args:
+            task_id: The task's id.
+            status: The raw status.
+        """
+
+    async def finished(
+        self, task_id: str, status: str, error: str | None, *, handled: bool = False
+    ) -> None:
+        """The task's watch ended.
+
+        Args:
+            task_id: The task's id.
+            status: The last raw status seen.
+            error: Why it did not succeed, or ``None``.
+            handled: Whether its outcome is handled already.
+        """
+
+    async def handled(self, task_id: str) -> None:
+        """``on_terminal`` returned for the task's outcome.
+
+        Args:
+            task_id: The task's id.
+        """
+
+    async def downloaded(self, task_id: str, path: str) -> None:
+        """The task's video was saved.
+
+        Args:
+            task_id: The task's id.
+            path: Where.
+        """
+
+    async def download_failed(self, task_id: str, error: str) -> None:
+        """The task's video could not be saved.
+
+        Args:
+            task_id: The task's id.
+            error: Why.
+        """
+
+    async def tasks(self, *, unfinished: bool = False, unhandled: bool = False) -> list[TaskRecord]:
+        """The records, oldest first, after every write made so far.
+
+        Args:
+            unfinished: Only tasks still to be watched.
+            unhandled: Only finished tasks whose outcome is not handled.
+        """
+        ...
 
 
 _COLUMNS: Final = (

@@ -47,6 +47,8 @@ def _public_callables() -> list[tuple[str, object, str]]:
                     continue
                 if attr == "__init__" and name in _MADE_BY_THE_LIBRARY:
                     continue
+                if attr == "__init__" and getattr(value, "_is_protocol", False):
+                    continue  # a protocol is not made, only implemented
                 function = getattr(member, "__func__", member)
                 if inspect.isfunction(function):
                     # A constructor's arguments are documented on its class.

@@ -19,7 +19,9 @@ from anyfast_async import (
     ServerError,
     SQLiteStore,
     StoreError,
+    TaskRecord,
     TaskStatus,
+    TaskStore,
     TaskUpdate,
     TextToVideo,
     Timeout,
@@ -312,3 +314,94 @@ async def test_a_create_left_without_its_answer_becomes_unknown(tmp_path: Path) 
     assert record.intent_id == intent
     assert record.model == "happyhorse-1.0-t2v"
     assert "ended before" in (record.error or "")
+
+
+class ListStore:
+    """A store of one's own, in a list (no durability: the interface is under test here)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, object]] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def intend(self, body: bytes) -> str:
+        intent = f"i{len(self.rows)}"
+        self.rows[intent] = {"state": "creating", "task_id": None, "deadline": None}
+        return intent
+
+    async def created(self, intent_id: str, task_id: str) -> None:
+        row = self.rows.pop(intent_id)
+        self.rows[task_id] = {**row, "state": "watching", "task_id": task_id}
+
+    async def create_failed(self, intent_id: str, *, maybe_created: bool, error: str) -> None:
+        self.rows[intent_id]["state"] = "unknown"
+
+    def watching(self, task_id: str, deadline: float | None) -> None:
+        row = self.rows.setdefault(task_id, {"task_id": task_id, "deadline": deadline})
+        row["state"] = "watching"
+
+    def status(self, task_id: str, status: str) -> None:
+        self.rows[task_id]["status"] = status
+
+    async def finished(
+        self, task_id: str, status: str, error: str | None, *, handled: bool = False
+    ) -> None:
+        self.rows[task_id].update(state="finished", status=status, handled=handled)
+
+    async def handled(self, task_id: str) -> None:
+        self.rows[task_id]["handled"] = True
+
+    async def downloaded(self, task_id: str, path: str) -> None:
+        self.rows[task_id]["path"] = path
+
+    async def download_failed(self, task_id: str, error: str) -> None:
+        self.rows[task_id]["error"] = error
+
+    async def tasks(self, *, unfinished: bool = False, unhandled: bool = False) -> list[TaskRecord]:
+        records = [
+            TaskRecord(
+                task_id=str(row["task_id"]),
+                intent_id=None,
+                model="",
+                state=str(row["state"]),
+                status=str(row.get("status", "")),
+                created_at=0.0,
+                deadline=None,
+                finished_at=None,
+                error=None,
+                handled=bool(row.get("handled")),
+                download_path=None,
+            )
+            for row in self.rows.values()
+        ]
+        if unfinished or unhandled:
+            records = [
+                r
+                for r in records
+                if (unfinished and r.unfinished)
+                or (unhandled and r.state == "finished" and not r.handled)
+            ]
+        return records
+
+
+async def test_a_store_of_ones_own(server: FakeAnyFast, tmp_path: Path) -> None:
+    """The TaskStore protocol is all a client needs: a store of one's own records a create,
+    and a second client resumes from it."""
+    assert isinstance(SQLiteStore(tmp_path / "s.db"), TaskStore)
+    mine = ListStore()
+    assert isinstance(mine, TaskStore)
+    async with AnyFast(server.api_key, base_url=server.base_url, store=mine) as client:
+        created = await client.create_text_to_video("A cat")
+    assert mine.rows[created.task_id]["state"] == "watching"
+    async with (
+        AnyFast(server.api_key, base_url=server.base_url, store=mine) as client,
+        client.watcher(poll=FAST) as watcher,
+    ):
+        (handle,) = await watcher.resume()
+        assert (await handle.wait()).status is TaskStatus.SUCCESS
+    assert mine.rows[created.task_id]["state"] == "finished"
+    assert mine.rows[created.task_id]["handled"] is True
