@@ -15,6 +15,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
+import operator
 import os
 import sqlite3
 import sys
@@ -54,6 +56,19 @@ _MIGRATIONS: Final[Sequence[str]] = (
     """,
 )
 _BATCH: Final = 4096
+# The start of a watch, for one row (_WATCH_ROW) or many: a batch applies a run of them as
+# statements of many rows each, so that 100,000 tasks added at once are a few hundred steps
+# of SQLite (each a hand-over of the GIL between the loop's thread and the store's), not
+# 100,000.
+_WATCH: Final = (
+    "INSERT INTO tasks (key, task_id, state, created_at, deadline) VALUES %s"
+    " ON CONFLICT (key) DO UPDATE SET state = 'watching', finished_at = NULL,"
+    " deadline = coalesce(tasks.deadline, excluded.deadline)"
+)
+_WATCH_ROW: Final = "(?, ?, 'watching', ?, ?)"
+_WATCH_ONE: Final = _WATCH % _WATCH_ROW
+# SQLite's default limit of parameters in one statement (999 before 3.32.0).
+_MAX_PARAMETERS: Final = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 class StoreError(Exception):
@@ -448,8 +463,12 @@ class SQLiteStore:
         assert db is not None
         db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in ops:
-                db.execute(sql, params)
+            for sql, group in itertools.groupby(ops, key=operator.itemgetter(0)):
+                if sql == _WATCH_ONE:
+                    self._watch_rows(db, [params for _, params in group])
+                else:
+                    for _, params in group:
+                        db.execute(sql, params)
             db.execute("COMMIT")
         except sqlite3.Error:
             db.execute("ROLLBACK")
@@ -474,6 +493,19 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
             raise
         return errors
+
+    @staticmethod
+    def _watch_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        limit = _MAX_PARAMETERS
+        if hasattr(db, "getlimit"):  # Python 3.11+: the library's own limit
+            limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[attr-defined,unused-ignore]
+        per_statement = max(1, limit // 4)  # 4 parameters a row
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            db.execute(
+                _WATCH % ", ".join([_WATCH_ROW] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
 
     # -- what the client records ---------------------------------------------------------------
 
@@ -540,16 +572,7 @@ class SQLiteStore:
             task_id: The task's id.
             deadline: When its watch times out, in Unix seconds, or ``None``.
         """
-        self._write_soon(
-            "INSERT INTO tasks (key, task_id, state, created_at, deadline)"
-            " VALUES (?, ?, 'watching', ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET state = 'watching', finished_at = NULL,"
-            " deadline = coalesce(tasks.deadline, excluded.deadline)",
-            task_id,
-            task_id,
-            time.time(),
-            deadline,
-        )
+        self._write_soon(_WATCH_ONE, task_id, task_id, time.time(), deadline)
 
     def status(self, task_id: str, status: str) -> None:
         """A new status was seen (written with the next batch; a crash may lose the last
