@@ -6,6 +6,8 @@ import asyncio
 import gc
 import importlib.util
 import os
+import subprocess
+import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -119,6 +121,21 @@ async def client(server: FakeAnyFast, sleep: RecordingSleep) -> AsyncIterator[An
         server.api_key, base_url=server.base_url, sleep=sleep, retry=RetryPolicy(max_retries=3)
     ) as anyfast:
         yield anyfast
+
+
+def now() -> float:
+    """The running event loop's clock (the fake server's too; virtual on a VirtualTimeLoop)."""
+    return asyncio.get_running_loop().time()
+
+
+def start_fake_server(
+    *options: str, stderr: int | None = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``anyfast fake-server --port 0 OPTIONS`` in a process of its own (no ANYFAST_*
+    variables); its first line of output names its base URL (4th word)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+    command = [sys.executable, "-m", "anyfast_async", "fake-server", "--port", "0", *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)  # noqa: S603 (our own command)
 
 
 def load(name: str) -> bytes:

@@ -17,16 +17,13 @@ import yarl
 
 from anyfast_async.testing import FakeAnyFast, FakeTask, Fault, RecordedRequest, Stage
 
+from .conftest import now
+
 pytestmark = pytest.mark.anyio
 
 DATA = Path(__file__).parent / "data"
 AUTH = {"Authorization": "Bearer test-key"}
 REQUEST_ID = re.compile(r"^\d{23}[A-Za-z]{8}$")
-
-
-def now() -> float:
-    """The event loop's clock (the fake server's clock)."""
-    return asyncio.get_running_loop().time()
 
 
 @pytest.fixture

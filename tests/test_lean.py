@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +30,7 @@ from anyfast_async import (
 from anyfast_async._cli import _run
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
-from .conftest import RecordingSleep
+from .conftest import RecordingSleep, start_fake_server
 
 PAYLOAD: dict[str, Any] = {
     "output": {
@@ -216,22 +214,7 @@ def test_cli_runs_on_uvloop_when_installed() -> None:
 @pytest.fixture
 def stand_in() -> Iterator[str]:
     """``anyfast fake-server`` in a process of its own: its base URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "anyfast_async",
-            "fake-server",
-            "--port",
-            "0",
-            "--stage-seconds",
-            "3600",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    process = start_fake_server("--stage-seconds", "3600", stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     try:
         yield process.stdout.readline().decode().split()[3]

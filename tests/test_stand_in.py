@@ -4,11 +4,8 @@ limit, result files served by itself, slow files, and the `anyfast fake-server` 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +15,8 @@ import pytest
 
 from anyfast_async import AnyFast, PollPolicy, TextToVideo
 from anyfast_async.testing import FakeAnyFast, Stage
+
+from .conftest import start_fake_server
 
 
 @pytest.fixture
@@ -113,24 +112,7 @@ async def test_a_slow_file_can_be_interrupted(tmp_path: Path) -> None:
 def test_the_fake_server_command(tmp_path: Path) -> None:
     """`anyfast fake-server` runs a stand-in AnyFast until SIGTERM: tasks created through it
     finish, their videos download, and a key given on the command line is never printed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "anyfast_async",
-            "fake-server",
-            "--port",
-            "0",
-            "--stage-seconds",
-            "0.05",
-            "--api-key",
-            "sk-local-SECRET",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    process = start_fake_server("--stage-seconds", "0.05", "--api-key", "sk-local-SECRET")
     assert process.stdout is not None
     assert process.stderr is not None
     try:

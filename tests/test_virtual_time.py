@@ -26,6 +26,8 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Fault, Stage, VirtualTimeLoop
 
+from .conftest import now
+
 pytestmark = pytest.mark.virtual_time
 
 MINUTE = 60.0
@@ -62,10 +64,6 @@ def predicted_polls(policy: PollPolicy, seed: int, deadline: float) -> list[floa
         previous = status
         now += policy.next_delay(status, same, rng)
     return times
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 async def test_the_clock_skips_waits() -> None:

@@ -29,14 +29,12 @@ from anyfast_async import (
 )
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
+from .conftest import now
+
 pytestmark = pytest.mark.anyio
 
 FAST = PollPolicy.fixed(0.005, not_found_grace=0.0)
 SCHEDULER_TASK = "anyfast-async scheduler"
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def scheduler_tasks() -> list[asyncio.Task[object]]:
