@@ -507,8 +507,6 @@ class Scheduler:
             entry.status = status
             entry.same = 1
             changed = True
-            if self._store is not None and not _terminal_status(status):
-                self._store.status(entry.task_id, task.raw_status)
         else:
             entry.same += 1
             changed = progress != entry.progress
@@ -520,6 +518,8 @@ class Scheduler:
             entry.task = task
             error = TaskFailedError(task)
             return entry.update(task, previous=previous, terminal=True, error=error)
+        if entry.same == 1 and self._store is not None:  # a new status, not a terminal one
+            self._store.status(entry.task_id, task.raw_status)
         entry.task = summary(task, entry.task_id)
         self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
         if changed and self._subscribers:
@@ -683,10 +683,6 @@ def _retryable_while_young(exc: BaseException) -> bool:
     """Transient for a task just added: "not found" right after a create is the gateway
     catching up (it stores the task after answering the create), not an answer."""
     return is_retryable(exc) or isinstance(exc, TaskNotFoundError)
-
-
-def _terminal_status(status: TaskStatus) -> bool:
-    return status is _SUCCESS or status is _FAILURE
 
 
 def _last_status(entry: Entry, outcome: Task | AnyFastError) -> str:
