@@ -40,7 +40,7 @@ from ._exceptions import (
 from ._models import CreatedTask, Task
 from ._requests import TASKS_PATH
 from ._retry import Sleep, is_create_retryable, is_retryable, retrying
-from ._store import TaskStore
+from ._store import TaskStore, describe_error
 from ._transport import Response, Stream, Transport
 
 __all__ = ["Engine"]
@@ -287,7 +287,7 @@ class Engine:
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await store.create_failed(
-                    intent, maybe_created=_maybe_created(exc), error=_describe(exc)
+                    intent, maybe_created=_maybe_created(exc), error=describe_error(exc)
                 )
             raise
         with anyio.CancelScope(shield=True):
@@ -403,7 +403,3 @@ def _maybe_created(exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
         return not 400 <= exc.status_code < 500
     return True  # cancelled, or an answer that could not be read
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -71,6 +71,11 @@ _WATCH_ONE: Final = _WATCH % _WATCH_ROW
 _MAX_PARAMETERS: Final = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
+def describe_error(exc: BaseException) -> str:
+    """How an error is written in a record: its class name and message."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class StoreError(Exception):
     """The task store cannot be used (locked by another process, not a store, newer schema)."""
 

@@ -23,6 +23,7 @@ from ._engine import Engine
 from ._exceptions import AnyFastError, TaskFailedError
 from ._models import CreatedTask, Task
 from ._scheduler import Entry, Scheduler
+from ._store import describe_error
 from ._updates import Outcomes, TaskUpdate, WatcherStatistics
 
 __all__ = [
@@ -97,7 +98,7 @@ def downloading(
             except AnyFastError as exc:
                 update = msgspec.structs.replace(update, error=exc)
                 if store is not None:
-                    await store.download_failed(update.task_id, f"{type(exc).__name__}: {exc}")
+                    await store.download_failed(update.task_id, describe_error(exc))
             else:
                 update = msgspec.structs.replace(update, download_path=str(path))
                 if store is not None:
