@@ -1,7 +1,8 @@
-"""The ``anyfast`` command line, built on the public API only.
+"""The ``anyfast`` command line, built on the public API.
 
 Exit codes: 0 every task succeeded, 1 some task failed, 2 usage error, 3 timeout, 4 auth or API
-error. Errors are one readable line on stderr; the API key is never printed.
+error, 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM. Errors are one readable line on
+stderr; the API key is never printed.
 
 Live progress bars need the ``cli`` extra (``pip install 'anyfast-async[cli]'``, for rich);
 without it, or when the output is not a terminal, updates are printed as JSON lines.
@@ -20,9 +21,7 @@ import warnings
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Final, TextIO
-
-import msgspec
+from typing import Any, TextIO
 
 from . import (
     AnyFast,
@@ -33,123 +32,34 @@ from . import (
     Task,
     TaskFailedError,
     TaskRecord,
-    TaskUpdate,
     Throttle,
     WaitTimeoutError,
     __version__,
 )
+from ._cli_batch import (
+    EXIT_API,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    Report,
+    Stop,
+    Usage,
+    create_batch,
+    json_line,
+    read_ids,
+    rich_or_none,
+    run_batch,
+    stoppable,
+)
+from ._download import remove_partial_files
 from .testing import FakeAnyFast, Fault, Stage
 
 __all__ = ["main"]
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_TIMEOUT: Final = 3
-EXIT_API: Final = 4
-
-
-class _Usage(Exception):
-    """A mistake in how the command was called (exit 2)."""
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def _json_line(value: Any, out: TextIO) -> None:
-    out.write(msgspec.json.encode(value).decode() + "\n")
-    out.flush()
-
-
-def _rich() -> Any | None:
-    """The rich package, or None when the cli extra is not installed."""
-    try:
-        import rich
-    except ImportError:
-        return None
-    return rich
-
-
-class _Bars:
-    """Live progress bars, one per task (rich), or JSON lines when that is not possible."""
-
-    def __init__(self, task_ids: Sequence[str], *, jsonl: bool) -> None:
-        self._jsonl = jsonl or not sys.stdout.isatty() or _rich() is None
-        self._ids = list(task_ids)
-        self._progress: Any = None
-        self._rows: dict[str, Any] = {}
-
-    def __enter__(self) -> _Bars:
-        if not self._jsonl:
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-            self._progress = Progress(
-                TextColumn("{task.fields[name]}", style="bold"),
-                BarColumn(bar_width=30),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[state]}"),
-                refresh_per_second=10,
-            )
-            self._progress.__enter__()
-            for task_id in self._ids:
-                name = task_id if len(task_id) <= 24 else task_id[:21] + "..."
-                self._rows[task_id] = self._progress.add_task(
-                    "", total=100, name=name, state="waiting"
-                )
-        return self
-
-    def show(self, update: TaskUpdate) -> None:
-        if self._progress is None:
-            _json_line(update.to_dict(), sys.stdout)
-            return
-        row = self._rows.get(update.task_id)
-        if row is None:
-            return
-        state = update.status.value if update.status else "?"
-        if update.is_terminal and update.error is not None:
-            state = f"[red]{type(update.error).__name__}[/red]"
-        elif update.succeeded:
-            state = "[green]SUCCESS[/green]"
-        completed = 100 if update.succeeded else (update.progress or 0)
-        self._progress.update(row, completed=completed, state=state)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
-
-
-def _exit_code(outcomes: dict[str, Task | AnyFastError]) -> int:
-    errors = [o for o in outcomes.values() if isinstance(o, AnyFastError)]
-    if any(not isinstance(e, (TaskFailedError, WaitTimeoutError)) for e in errors):
-        return EXIT_API
-    if any(isinstance(e, WaitTimeoutError) for e in errors):
-        return EXIT_TIMEOUT
-    return EXIT_FAILED if errors else EXIT_OK
-
-
-def _summary(outcomes: dict[str, Task | AnyFastError], files: dict[str, Path]) -> None:
-    rich = _rich()
-    if rich is None or not sys.stdout.isatty():
-        for task_id, outcome in outcomes.items():
-            if isinstance(outcome, Task):
-                where = files.get(task_id) or outcome.result_url
-                print(f"{task_id}\tSUCCESS\t{where}")
-            else:
-                print(f"{task_id}\t{type(outcome).__name__}\t{outcome}")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Summary")
-    table.add_column("task")
-    table.add_column("outcome")
-    table.add_column("result")
-    for task_id, outcome in outcomes.items():
-        if isinstance(outcome, Task):
-            table.add_row(task_id, "[green]SUCCESS[/green]", str(files.get(task_id) or ""))
-        else:
-            table.add_row(task_id, f"[red]{type(outcome).__name__}[/red]", str(outcome))
-    Console().print(table)
+_Usage = Usage
+_json_line = json_line
+_rich = rich_or_none
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -189,44 +99,52 @@ async def _get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _create(args: argparse.Namespace) -> int:
+    try:
+        return await create_batch(args, args.stop)
+    except StoreError as exc:
+        raise _Usage(str(exc)) from None
+
+
 async def _watch(args: argparse.Namespace) -> int:
-    outcomes: dict[str, Task | AnyFastError] = {}
-    async with _client(args) as client:
-        with _Bars(args.task_ids, jsonl=args.jsonl) as bars:
-            async with client.watch_many(
-                args.task_ids,
-                concurrency=args.concurrency,
-                timeout=args.timeout,
-                poll=_poll(args),
-            ) as updates:
-                async for update in updates:
-                    bars.show(update)
-                    if update.is_terminal:
-                        outcomes[update.task_id] = update.outcome()
-    return _exit_code(outcomes)
+    ids = read_ids(args.task_ids, args.ids_from)
+    folder = Path(args.download) if args.download else None
+    return await run_batch(args, ids, folder=folder, every_update=True, stop=args.stop)
 
 
 async def _wait(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
-        outcomes = await client.wait_many(
-            args.task_ids,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            poll=_poll(args),
-            download_to=args.download,
-        )
-    _summary(outcomes, outcomes.files)
-    return _exit_code(outcomes)
+    ids = read_ids(args.task_ids, args.ids_from)
+    folder = Path(args.download) if args.download else None
+    return await run_batch(args, ids, folder=folder, every_update=False, stop=args.stop)
+
+
+def _is_folder(output: str, ids: list[str], store: str | None) -> bool:
+    """Whether ``download -o`` names a folder: for several tasks (or a batch with a store),
+    for a path ending in a separator, or for an existing folder; else it is the file."""
+    return bool(len(ids) > 1 or store or output.endswith((os.sep, "/")) or Path(output).is_dir())
 
 
 async def _download(args: argparse.Namespace) -> int:
+    ids = read_ids(args.task_ids, args.ids_from)
+    output = args.output or "."
+    if _is_folder(output, ids, args.store):
+        return await run_batch(args, ids, folder=Path(output), every_update=False, stop=args.stop)
+    # One task to one file, as named.
+    target = Path(output)
+    _remove_partial_files(target.parent)
     async with _client(args) as client:
-        task = await client.get_task(args.task_id)
+        task = await client.get_task(ids[0])
         if not task.is_terminal:
-            task = await client.wait(args.task_id, poll=_poll(args), timeout=args.timeout)
-        path = await client.download(task, args.output or ".")
+            task = await client.wait(ids[0], poll=_poll(args), timeout=args.timeout)
+        path = await client.download(task, target, skip_existing=args.skip_existing is True)
     print(path)
     return EXIT_OK
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """Remove what downloads a crash cut short left in ``folder``."""
+    if folder.is_dir():
+        remove_partial_files(folder)
 
 
 # -- the task store ----------------------------------------------------------------------------
@@ -257,35 +175,8 @@ async def _tasks(args: argparse.Namespace) -> int:
 
 
 async def _resume(args: argparse.Namespace) -> int:
-    outcomes: dict[str, Task | AnyFastError] = {}
-    try:
-        client = AnyFast(base_url=args.base_url, store=SQLiteStore(args.store))
-    except ValueError as exc:
-        raise _Usage(str(exc)) from None
-    try:
-        async with (
-            client,
-            client.watcher(
-                concurrency=args.concurrency,
-                timeout=args.timeout,
-                poll=_poll(args),
-                download_to=args.download_to,
-            ) as watcher,
-        ):
-            updates = watcher.updates()
-            handles = await watcher.resume()
-            with _Bars([h.task_id for h in handles], jsonl=args.jsonl) as bars:
-                async with updates:
-                    while len(outcomes) < len(handles):
-                        update = await updates.__anext__()
-                        bars.show(update)
-                        if update.is_terminal:
-                            outcomes[update.task_id] = update.outcome()
-    except StoreError as exc:
-        raise _Usage(str(exc)) from None
-    if not handles:
-        print("nothing to resume", file=sys.stderr)
-    return _exit_code(outcomes)
+    folder = Path(args.download_to) if args.download_to else None
+    return await run_batch(args, None, folder=folder, every_update=True, stop=args.stop)
 
 
 # -- the demo ----------------------------------------------------------------------------------
@@ -330,13 +221,15 @@ async def _demo(args: argparse.Namespace) -> int:
             server.inject_rate(Fault.html(502), 0.03, seed=2)
             outcomes: dict[str, Task | AnyFastError] = {}
             async with client.watcher(concurrency=16, poll=PollPolicy.fixed(0.2)) as watcher:
-                with _Bars(ids, jsonl=False) as bars:
+                with Report(ids, jsonl=False, every_update=True) as report:
                     stream = watcher.updates()
                     handles = watcher.add_many(ids)
                     async with stream:
                         async for update in stream:
-                            bars.show(update)
-                            if update.is_terminal:
+                            if not update.is_terminal:
+                                report.update(update)
+                            else:
+                                report.ended(update)
                                 outcomes[update.task_id] = update.outcome()
                                 if len(outcomes) == len(handles):
                                     break
@@ -434,14 +327,45 @@ def _parser() -> argparse.ArgumentParser:
         "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
     )
     waiting = argparse.ArgumentParser(add_help=False, parents=[pacing])
-    waiting.add_argument("task_ids", nargs="+", metavar="ID", help="task ids")
+    waiting.add_argument("task_ids", nargs="*", metavar="ID", help="task ids")
+    waiting.add_argument(
+        "--ids-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read task ids from FILE, one a line ('-': stdin; blank lines and # comments "
+        "are skipped; JSON lines give their task_id)",
+    )
+    waiting.add_argument(
+        "--store",
+        metavar="PATH",
+        help="record the batch in this task store: a run again after an interruption asks "
+        "nothing more of the tasks it already finished",
+    )
+    waiting.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="print JSON lines: each outcome as it comes, then a summary (the default for "
+        "watch when piped)",
+    )
+    downloads = argparse.ArgumentParser(add_help=False)
+    downloads.add_argument(
+        "--download-concurrency", type=int, default=4, help="downloads at once (4)"
+    )
+    downloads.add_argument(
+        "--skip-existing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep a video already downloaded instead of fetching it again (default: on "
+        "for a folder, whose file names come from the task ids; off for a named file)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="anyfast",
-        description="Watch, wait for and download AnyFast video tasks. The API key is read "
-        "from $ANYFAST_API_KEY.",
+        description="Create, watch, wait for and download AnyFast video tasks, one or "
+        "thousands. The API key is read from $ANYFAST_API_KEY.",
         epilog="exit codes: 0 all succeeded, 1 some task failed, 2 usage error, 3 timeout, "
-        "4 authentication or API error",
+        "4 authentication or API error, 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM",
     )
     parser.add_argument("--version", action="version", version=f"anyfast-async {__version__}")
     parser.add_argument(
@@ -458,29 +382,67 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("--json", action="store_true", help="print JSON")
     get.set_defaults(run=_get)
 
+    create = commands.add_parser(
+        "create",
+        parents=[common],
+        help="create a task for each prompt; print each id as soon as it is known",
+    )
+    create.add_argument("prompt", nargs="*", metavar="PROMPT", help="prompts")
+    create.add_argument(
+        "--prompts",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read prompts from FILE, one a line, or JSON lines of create parameters "
+        "('-': stdin; blank lines and # comments are skipped)",
+    )
+    create.add_argument("--duration", type=int, help="seconds of video (server default: 5)")
+    create.add_argument("--resolution", choices=["720P", "1080P"], help="(default: 1080P)")
+    create.add_argument("--ratio", choices=["16:9", "9:16", "1:1", "4:3", "3:4"])
+    create.add_argument("--concurrency", type=int, default=4, help="creates at once (4)")
+    create.add_argument(
+        "--store",
+        metavar="PATH",
+        help="record each create in this task store first: a run again sends only the "
+        "prompts not sent before",
+    )
+    create.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="with --store: send again the prompts whose earlier create may or may not "
+        "have made a task",
+    )
+    create.add_argument("--jsonl", action="store_true", help="print JSON lines")
+    create.set_defaults(run=_create)
+
     watch = commands.add_parser(
-        "watch", parents=[common, waiting], help="show live progress until the tasks finish"
+        "watch",
+        parents=[common, waiting, downloads],
+        help="show live progress until the tasks finish",
     )
-    watch.add_argument(
-        "--jsonl", action="store_true", help="print JSON lines (the default when piped)"
-    )
+    watch.add_argument("--download", metavar="DIR", help="download each result into DIR")
     watch.set_defaults(run=_watch)
 
     wait = commands.add_parser(
-        "wait", parents=[common, waiting], help="wait for the tasks, print a summary"
+        "wait",
+        parents=[common, waiting, downloads],
+        help="wait for the tasks; print each outcome as it comes, then a summary",
     )
     wait.add_argument("--download", metavar="DIR", help="download each result into DIR")
     wait.set_defaults(run=_wait)
 
     download = commands.add_parser(
-        "download", parents=[common], help="download a result (waiting for it if need be)"
+        "download",
+        parents=[common, waiting, downloads],
+        help="download results (waiting for them if need be)",
     )
-    download.add_argument("task_id", metavar="ID")
-    download.add_argument("-o", "--output", metavar="PATH", help="file or folder (default: .)")
     download.add_argument(
-        "--timeout", type=_positive, default=1800.0, help="seconds to wait if unfinished (1800)"
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="a folder (default: .; made if missing), or, for one task, a file path not "
+        "ending in a separator",
     )
-    download.add_argument("--poll-interval", type=_positive, default=None, help=argparse.SUPPRESS)
     download.set_defaults(run=_download)
 
     tasks = commands.add_parser(
@@ -493,7 +455,7 @@ def _parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser(
         "resume",
-        parents=[common, pacing],
+        parents=[common, pacing, downloads],
         help="watch to their ends the tasks a task store left unfinished",
     )
     resume.add_argument("--store", metavar="PATH", required=True, help="the store's file")
@@ -501,7 +463,9 @@ def _parser() -> argparse.ArgumentParser:
         "--download-to", metavar="DIR", help="save the video of each task that succeeds"
     )
     resume.add_argument(
-        "--jsonl", action="store_true", help="print JSON lines (the default when piped)"
+        "--jsonl",
+        action="store_true",
+        help="print JSON lines: each update, then a summary (the default when piped)",
     )
     resume.set_defaults(run=_resume)
 
@@ -577,11 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-server":
         args.api_key_given = args.api_key is not None
         args.api_key = args.api_key if args.api_key is not None else "test-key"
-    for name in ("concurrency", "tasks"):
+    for name in ("concurrency", "tasks", "download_concurrency"):
         if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args.stop = Stop()
     try:
-        code: int = _run(args.run(args), args.loop)
+        code: int = _run(stoppable(args.run(args), args.stop), args.loop)
         sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
         return code
     except _Usage as exc:

@@ -277,6 +277,7 @@ class AnyFast(CreateCalls, WatchCalls):
         *,
         progress: Callable[[int, int | None], Awaitable[object] | object] | None = None,
         read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
+        skip_existing: bool = False,
     ) -> Path:
         """Download a finished task's video to ``dest``; return the file's path.
 
@@ -297,6 +298,9 @@ class AnyFast(CreateCalls, WatchCalls):
             progress: Called as ``progress(bytes_so_far, total_or_None)`` after each piece;
                 may be a coroutine function.
             read_timeout: Longest wait for the next piece, in seconds.
+            skip_existing: Keep a file already where this one would go, fetching nothing
+                (a download only ever leaves a whole file there). Safe for a folder, where the
+                name comes from the task id; for a file path, only if nothing else writes it.
 
         Raises:
             ResultExpiredError: the storage refused the URL (403/404/410): signed URLs
@@ -309,7 +313,12 @@ class AnyFast(CreateCalls, WatchCalls):
         self._engine.check_open()
         task = task_or_id if isinstance(task_or_id, Task) else await self.get_task(task_or_id)
         return await download(
-            self._engine, task, dest, progress=progress, read_timeout=read_timeout
+            self._engine,
+            task,
+            dest,
+            progress=progress,
+            read_timeout=read_timeout,
+            skip_existing=skip_existing,
         )
 
 

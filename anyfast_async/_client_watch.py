@@ -199,6 +199,8 @@ class WatchCalls:
         poll_interval: float | None = None,
         download_to: str | os.PathLike[str] | None = None,
         download_concurrency: int = 4,
+        skip_existing: bool = True,
+        results: Outcomes | None = None,
     ) -> Outcomes:
         """Wait for many tasks; map each id to its final :class:`Task` or the error that ended it.
 
@@ -211,7 +213,13 @@ class WatchCalls:
         succeeds, at most ``download_concurrency`` at a time, to
         ``download_to/<task id>.mp4`` (see :meth:`download`), while the others are still
         being watched; ``result.files`` maps each id to the file written. A failed download
-        makes that task's value the download's error.
+        makes that task's value the download's error. A video already in ``download_to``
+        under the name this task's gets is kept, not fetched again (``skip_existing``): a
+        download puts a file there only once it is whole, so running the same call again
+        after an interruption fetches only what is missing.
+
+        To keep what an interrupted call (cancelled, or stopped by Ctrl-C) had learned, pass
+        ``results=Outcomes()``: it is filled as each task ends, in the order they end.
 
         Args:
             task_ids: The tasks to wait for.
@@ -221,6 +229,9 @@ class WatchCalls:
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
             download_to: A folder to download each result into as soon as it succeeds.
             download_concurrency: Most downloads at once.
+            skip_existing: Keep a video already saved in ``download_to`` for a task
+                (default ``True``); ``False`` fetches it again.
+            results: An :class:`Outcomes` to fill as each task ends.
 
         Returns:
             The :class:`Outcomes`: task id to :class:`Task` or error, and ``files``.
@@ -240,6 +251,8 @@ class WatchCalls:
             ids,
             download_to=download_to,
             download_concurrency=download_concurrency,
+            skip_existing=skip_existing,
+            results=results,
         )
 
     def watcher(
@@ -252,6 +265,7 @@ class WatchCalls:
         on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
         download_to: str | os.PathLike[str] | None = None,
         download_concurrency: int = 4,
+        skip_existing: bool = True,
     ) -> Watcher:
         """A long-lived scheduler to add tasks to while it runs, for web apps and workers.
 
@@ -291,6 +305,9 @@ class WatchCalls:
                 could not be saved, the error (an expired URL gives
                 :class:`ResultExpiredError`). With a task store the path is recorded.
             download_concurrency: Most downloads at once.
+            skip_existing: Keep a video already saved in ``download_to`` for a task (a
+                download puts a file there only once it is whole) instead of fetching it
+                again (default ``True``).
 
         Returns:
             A :class:`Watcher`, to enter with ``async with``.
@@ -301,7 +318,13 @@ class WatchCalls:
             RuntimeError: the client is not open.
         """
         if download_to is not None:
-            on_terminal = downloading(self._engine, on_terminal, download_to, download_concurrency)
+            on_terminal = downloading(
+                self._engine,
+                on_terminal,
+                download_to,
+                download_concurrency,
+                skip_existing=skip_existing,
+            )
         return Watcher(
             new_scheduler(
                 self._engine,

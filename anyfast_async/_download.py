@@ -66,11 +66,18 @@ async def download(
     progress: Progress | None = None,
     read_timeout: float | None = DOWNLOAD_READ_TIMEOUT,
     folder: bool = False,
+    skip_existing: bool = False,
 ) -> Path:
     """Stream ``task``'s result to ``dest`` atomically; return the final path.
 
     Connection errors are retried per the engine's retry policy, starting the file again.
+    With ``skip_existing``, a file already at the final path is kept and nothing is fetched
+    (files get there only whole: they are renamed into place once complete).
     """
+    if skip_existing and task.status is TaskStatus.SUCCESS and task.result_url is not None:
+        final = result_path(task.task_id, task.result_url, dest, folder=folder)
+        if await anyio.Path(final).is_file():
+            return final
     return await engine.retrying(
         lambda attempt: _download_once(engine, task, dest, progress, read_timeout, folder),
         what=f"download of {task.task_id}",

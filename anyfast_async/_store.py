@@ -97,6 +97,8 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
         error: Why the watch ended without success (a failure reason or an error), or ``None``.
         handled: Whether ``on_terminal`` returned for its outcome.
         download_path: Where its video was saved, or ``None``.
+        body_sha256: The SHA-256 (hex) of the create call's JSON body, or ``None`` for a task
+            that was only watched: a batch tool tells by it which of its requests were sent.
     """
 
     task_id: str | None
@@ -110,6 +112,7 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     handled: bool
     download_path: str | None
+    body_sha256: str | None = None
 
     @property
     def unfinished(self) -> bool:
@@ -223,7 +226,7 @@ class TaskStore(Protocol):
 
 _COLUMNS: Final = (
     "task_id, intent_id, model, state, status, created_at, deadline, finished_at, error,"
-    " handled_at IS NOT NULL, download_path"
+    " handled_at IS NOT NULL, download_path, body_sha256"
 )
 
 # An operation: SQL and its parameters, applied inside the batch's transaction.
@@ -243,6 +246,7 @@ def _record(row: tuple[Any, ...]) -> TaskRecord:
         error=row[8],
         handled=bool(row[9]),
         download_path=row[10],
+        body_sha256=row[11],
     )
 
 

@@ -78,10 +78,13 @@ def downloading(
     on_terminal: OnTerminal | None,
     folder: str | os.PathLike[str],
     concurrency: int,
+    *,
+    skip_existing: bool = True,
 ) -> Callable[[TaskUpdate], Awaitable[None]]:
     """An ``on_terminal`` that first saves the video of each task that succeeded into
-    ``folder`` (at most ``concurrency`` at once), records it in the engine's store, then
-    calls ``on_terminal`` with the path (or, if the video could not be saved, the error)."""
+    ``folder`` (at most ``concurrency`` at once; one already there is kept with
+    ``skip_existing``), records it in the engine's store, then calls ``on_terminal`` with the
+    path (or, if the video could not be saved, the error)."""
     if concurrency < 1:
         raise ValueError(f"download_concurrency must be >= 1, got {concurrency!r}")
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -94,7 +97,9 @@ def downloading(
         if update.succeeded and task is not None and task.result_url:
             try:
                 async with limiter:
-                    path = await download(engine, task, folder, folder=True)
+                    path = await download(
+                        engine, task, folder, folder=True, skip_existing=skip_existing
+                    )
             except AnyFastError as exc:
                 update = msgspec.structs.replace(update, error=exc)
                 if store is not None:
@@ -419,11 +424,15 @@ async def wait_many(
     *,
     download_to: str | os.PathLike[str] | None,
     download_concurrency: int,
+    skip_existing: bool = True,
+    results: Outcomes | None = None,
 ) -> Outcomes:
     """Read a many-task stream to its end, downloading each success into ``download_to``
-    while the others are still watched; the outcomes in the order of ``task_ids``."""
-    found: dict[str, Task | AnyFastError] = {}
-    files: dict[str, Path] = {}
+    while the others are still watched; the outcomes in the order of ``task_ids``.
+    ``results``, if given, is filled as each task ends (and so keeps what an interrupted
+    call had learned)."""
+    found: dict[str, Task | AnyFastError] = {} if results is None else results
+    files: dict[str, Path] = {} if results is None else results.files
     limiter = anyio.CapacityLimiter(download_concurrency) if download_to else None
 
     async def fetch(task: Task) -> None:
@@ -431,7 +440,9 @@ async def wait_many(
         assert download_to is not None
         async with limiter:
             try:
-                files[task.task_id] = await download(engine, task, download_to, folder=True)
+                files[task.task_id] = await download(
+                    engine, task, download_to, folder=True, skip_existing=skip_existing
+                )
             except AnyFastError as exc:
                 found[task.task_id] = exc
 

@@ -33,6 +33,7 @@ LAYERS = [
     "anyfast_async._client_watch",
     "anyfast_async._client",
     "anyfast_async",
+    "anyfast_async._cli_batch",
     "anyfast_async._cli",
     "anyfast_async.__main__",
 ]

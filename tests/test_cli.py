@@ -73,7 +73,8 @@ async def test_watch_jsonl(api: FakeAnyFast) -> None:
     api.add_task("b", stages=success())
     result = await anyfast("watch", "a", "b", "--poll-interval", "0.01", server=api)
     assert result.returncode == 0, text(result)
-    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    *lines, summary = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert summary["summary"]["succeeded"] == 2
     for task_id in ("a", "b"):
         mine = [u for u in lines if u["task_id"] == task_id]
         assert [u["status"] for u in mine] == ["QUEUED", "IN_PROGRESS", "SUCCESS"]
@@ -123,7 +124,7 @@ async def test_download_command(api: FakeAnyFast, tmp_path: Path) -> None:
         assert target.read_bytes() == b"V" * 1234
         expired = await anyfast("download", "old", "-o", str(tmp_path), server=api)
     assert expired.returncode == 4
-    assert "expire" in expired.stderr.decode()
+    assert "expire" in text(expired)
     assert "Traceback" not in text(expired)
 
 
@@ -297,7 +298,8 @@ async def test_resume_and_tasks_with_a_store(api: FakeAnyFast, tmp_path: Path) -
     )
     assert resumed.returncode == 0, text(resumed)
     finals = [json.loads(line) for line in resumed.stdout.decode().splitlines()]
-    assert sorted(u["task_id"] for u in finals if u["is_terminal"]) == sorted(
+    assert finals[-1]["summary"]["succeeded"] == 2
+    assert sorted(u["task_id"] for u in finals if u.get("is_terminal")) == sorted(
         [first.task_id, second.task_id]
     )
     for task_id in (first.task_id, second.task_id):

@@ -1,0 +1,696 @@
+"""Batches on the ``anyfast`` command line: task ids from files, one live view whatever the
+size, outcomes streamed as they come, interruption by SIGINT or SIGTERM, and re-runs that
+pick up where the last one stopped. Built on the public API only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import anyio
+import msgspec
+
+from . import (
+    AnyFast,
+    AnyFastError,
+    CreateRequest,
+    PollPolicy,
+    RawCreate,
+    SQLiteStore,
+    StoreError,
+    Task,
+    TaskFailedError,
+    TaskRecord,
+    TaskUpdate,
+    TextToVideo,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "EXIT_API",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "Report",
+    "Stop",
+    "Usage",
+    "create_batch",
+    "json_line",
+    "read_ids",
+    "rich_or_none",
+    "run_batch",
+    "stoppable",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_TIMEOUT: Final = 3
+EXIT_API: Final = 4
+
+#: Above this many tasks a terminal shows one bar for the batch, not one per task.
+MAX_BARS: Final = 20
+#: Above this many tasks the human summary lists only the tasks that did not succeed.
+MAX_TABLE: Final = 50
+
+
+class Usage(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+def json_line(value: Any, out: TextIO) -> None:
+    out.write(msgspec.json.encode(value).decode() + "\n")
+    out.flush()
+
+
+def rich_or_none() -> Any | None:
+    """The rich package, or None when the cli extra is not installed."""
+    try:
+        import rich
+    except ImportError:
+        return None
+    return rich
+
+
+# -- stopping ----------------------------------------------------------------------------------
+
+
+class Stop:
+    """Which signal, if any, asked the command to stop."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def name(self) -> str | None:
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
+
+async def stoppable(command: Coroutine[Any, Any, int], stop: Stop) -> int:
+    """Run ``command``; SIGINT or SIGTERM cancels it, so that it cleans up (no partial file
+    is left) and reports what it knows, and the exit code is then 128 + the signal's number
+    (130, 143), as shells report it. A second signal ends the process at once."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.signum is not None:  # the second: no more cleaning up
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        stop.signum = signum
+        task.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt
+            continue
+        installed.append(signum)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if stop.signum is None:
+            raise
+        task.uncancel()  # type: ignore[attr-defined,unused-ignore]
+        return 128 + stop.signum
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+def _lines(source: str) -> Iterator[tuple[str, int, str]]:
+    """(where, line number, text) of each line of a file, ``-`` being stdin."""
+    if source == "-":
+        name, text = "stdin", sys.stdin.read()
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Usage(f"cannot read {source}: {exc}") from None
+        name = source
+    for number, line in enumerate(text.splitlines(), 1):
+        yield name, number, line
+
+
+def read_ids(given: Sequence[str], sources: Sequence[str]) -> list[str]:
+    """The task ids of the command line and of each ``--ids-from`` file, in order, once each.
+
+    A file has one id a line; blank lines and ``#`` comments are skipped, and so is what
+    follows the first blank on a line (the other columns of ``anyfast wait``'s own output).
+    A line that is a JSON object gives its ``task_id`` (``anyfast create --jsonl``'s output).
+    """
+    ids = list(given)
+    for source in sources:
+        for name, number, line in _lines(source):
+            text = line.split("#", 1)[0].strip() if not line.lstrip().startswith("{") else line
+            if not text.strip():
+                continue
+            if text.lstrip().startswith("{"):
+                try:
+                    value = msgspec.json.decode(text.strip())
+                except msgspec.DecodeError as exc:
+                    raise Usage(f"{name}:{number}: not a JSON object: {exc}") from None
+                task_id = value.get("task_id") if isinstance(value, dict) else None
+                if not isinstance(task_id, str) or not task_id:
+                    continue  # a summary or a failed create: no task
+                ids.append(task_id)
+            else:
+                ids.append(text.split()[0])
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise Usage("no task ids: give them as arguments or with --ids-from FILE")
+    return ids
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def kind_of(outcome: Task | AnyFastError) -> str:
+    if isinstance(outcome, Task):
+        return "succeeded"
+    if isinstance(outcome, TaskFailedError):
+        return "failed"
+    if isinstance(outcome, WaitTimeoutError):
+        return "timed_out"
+    return "error"
+
+
+def _kind_of_record(record: TaskRecord) -> str:
+    return "succeeded" if record.status == "SUCCESS" and record.error is None else "failed"
+
+
+class Report:
+    """What a batch shows while it runs and when it ends.
+
+    - JSON lines (``--jsonl``, or output that is not a terminal for ``watch``): ``watch``
+      prints every update, ``wait`` and ``download`` one object per task as it ends; then one
+      ``{"summary": ...}`` object.
+    - A terminal with rich: a bar per task up to :data:`MAX_BARS` tasks, else one bar for the
+      whole batch with counts; then a summary.
+    - Otherwise: one tab-separated line per task as it ends, then the counts.
+    """
+
+    def __init__(self, ids: Sequence[str], *, jsonl: bool, every_update: bool) -> None:
+        tty = sys.stdout.isatty() and rich_or_none() is not None
+        self.jsonl = jsonl or (every_update and not tty)
+        self.live = tty and not self.jsonl
+        self.every_update = every_update and (self.jsonl or self.live)
+        self._ids = list(ids)
+        self._per_task = self.live and len(self._ids) <= MAX_BARS
+        self._progress: Any = None
+        self._rows: dict[str, Any] = {}
+        self._all: Any = None
+        self.kinds: Counter[str] = Counter()
+        self._shown: list[tuple[str, str, str]] = []  # (id, outcome, detail) for the summary
+        self.skipped = 0
+
+    @property
+    def done(self) -> int:
+        return sum(self.kinds.values())
+
+    def __enter__(self) -> Report:
+        if not self.live:
+            return self
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        if self._per_task:
+            self._progress = Progress(
+                TextColumn("{task.fields[name]}", style="bold"),
+                BarColumn(bar_width=30),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[state]}"),
+                refresh_per_second=4,
+            )
+            for task_id in self._ids:
+                name = task_id if len(task_id) <= 24 else task_id[:21] + "..."
+                self._rows[task_id] = self._progress.add_task(
+                    "", total=100, name=name, state="waiting"
+                )
+        else:
+            self._progress = Progress(
+                TextColumn("[bold]tasks"),
+                BarColumn(bar_width=40),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TimeElapsedColumn(),
+                refresh_per_second=4,
+            )
+            self._all = self._progress.add_task("", total=len(self._ids), counts="")
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+            self._progress = None
+
+    def update(self, update: TaskUpdate) -> None:
+        """A change of a task that goes on (``watch`` only)."""
+        if self.jsonl:
+            json_line(update.to_dict(), sys.stdout)
+        elif self._per_task and (row := self._rows.get(update.task_id)) is not None:
+            state = update.status.value if update.status else "?"
+            self._progress.update(row, completed=update.progress or 0, state=state)
+
+    def ended(self, update: TaskUpdate) -> None:
+        """A task's outcome, as the watch delivered it."""
+        outcome = update.outcome()
+        kind = kind_of(outcome)
+        if self.jsonl:
+            json_line({**update.to_dict(), "outcome": kind}, sys.stdout)
+        detail = update.download_path or (update.task.result_url if update.task else None)
+        if isinstance(outcome, AnyFastError):
+            detail = f"{type(outcome).__name__}: {outcome}"
+        self._count(update.task_id, kind, detail or "")
+
+    def known(self, record: TaskRecord) -> None:
+        """A task whose outcome the store already holds: nothing is asked of the server."""
+        assert record.task_id is not None
+        kind = _kind_of_record(record)
+        if self.jsonl:
+            json_line(
+                {
+                    "task_id": record.task_id,
+                    "status": record.status,
+                    "is_terminal": True,
+                    "error": record.error,
+                    "download_path": record.download_path,
+                    "outcome": kind,
+                    "from_store": True,
+                },
+                sys.stdout,
+            )
+        self.skipped += 1
+        self._count(record.task_id, kind, record.download_path or record.error or "")
+
+    def _count(self, task_id: str, kind: str, detail: str) -> None:
+        self.kinds[kind] += 1
+        label = {"succeeded": "SUCCESS", "failed": "FAILURE", "timed_out": "TIMEOUT"}.get(
+            kind, "ERROR"
+        )
+        if not self.jsonl and not self.live:
+            print(f"{task_id}\t{label}\t{detail}", flush=True)
+            return
+        if kind != "succeeded" or len(self._ids) <= MAX_TABLE:
+            self._shown.append((task_id, label, detail))
+        if self._progress is None:
+            return
+        if self._per_task and (row := self._rows.get(task_id)) is not None:
+            style = "green" if kind == "succeeded" else "red"
+            self._progress.update(row, completed=100, state=f"[{style}]{label}[/{style}]")
+        elif self._all is not None:
+            self._progress.update(self._all, completed=self.done, counts=self._counts())
+
+    def _counts(self) -> str:
+        names = (("succeeded", "succeeded"), ("failed", "failed"), ("timed_out", "timed out"))
+        parts = [f"{self.kinds[k]} {name}" for k, name in names if self.kinds[k]]
+        if self.kinds["error"]:
+            parts.append(f"{self.kinds['error']} errors")
+        return ", ".join(parts)
+
+    def exit_code(self) -> int:
+        if self.kinds["error"]:
+            return EXIT_API
+        if self.kinds["timed_out"]:
+            return EXIT_TIMEOUT
+        return EXIT_FAILED if self.kinds["failed"] else EXIT_OK
+
+    def summary(self, interrupted: str | None) -> None:
+        """Print what is known: at the end, or when a signal stopped the batch."""
+        self.__exit__()
+        total = len(self._ids)
+        unfinished = total - self.done
+        if self.jsonl:
+            json_line(
+                {
+                    "summary": {
+                        "tasks": total,
+                        "succeeded": self.kinds["succeeded"],
+                        "failed": self.kinds["failed"],
+                        "timed_out": self.kinds["timed_out"],
+                        "errors": self.kinds["error"],
+                        "unfinished": unfinished,
+                        "from_store": self.skipped,
+                        "interrupted": interrupted,
+                    }
+                },
+                sys.stdout,
+            )
+            return
+        out = sys.stdout if not interrupted else sys.stderr
+        if self.live and self._shown:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title="Summary" if total <= MAX_TABLE else "Did not succeed")
+            for column in ("task", "outcome", "result"):
+                table.add_column(column)
+            for task_id, label, detail in self._shown:
+                style = "green" if label == "SUCCESS" else "red"
+                table.add_row(task_id, f"[{style}]{label}[/{style}]", detail)
+            Console(file=out).print(table)
+        counts = self._counts() or "nothing finished"
+        line = f"{self.done} of {total} tasks finished: {counts}"
+        if self.skipped:
+            line += f" ({self.skipped} known from the store)"
+        print(line, file=out, flush=True)
+        if interrupted:
+            print(
+                f"anyfast: stopped by {interrupted} with {unfinished} tasks unfinished; run the "
+                "same command again to go on",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+# -- watching a batch -------------------------------------------------------------------------
+
+
+def _store(path: str | None) -> SQLiteStore | None:
+    return SQLiteStore(path) if path else None
+
+
+def _on_disk(path: str | None) -> bool:
+    return path is not None and os.path.isfile(path)
+
+
+async def _known(client: AnyFast, ids: list[str], folder: Path | None) -> dict[str, TaskRecord]:
+    """The tasks of ``ids`` whose outcome the client's store already holds, handled: a
+    failure, or a success (whose video, if one is wanted, is on disk)."""
+    if client.store is None:
+        return {}
+    wanted = set(ids)
+    known = {}
+    for record in await client.store.tasks():
+        if record.task_id not in wanted or record.state != "finished" or not record.handled:
+            continue
+        if record.status == "FAILURE" or (
+            record.status == "SUCCESS"
+            and record.error is None
+            and (folder is None or _on_disk(record.download_path))
+        ):
+            known[record.task_id] = record
+    return known
+
+
+async def run_batch(
+    args: argparse.Namespace,
+    ids: list[str] | None,
+    *,
+    folder: Path | None,
+    every_update: bool,
+    stop: Stop,
+) -> int:
+    """Watch ``ids`` to their ends in one watcher, downloading each success into
+    ``folder``; report as :class:`Report` says. With ``--store``, outcomes already recorded
+    are reported, not fetched again. ``ids=None``: what the store left unfinished
+    (``anyfast resume``)."""
+    poll = PollPolicy.fixed(args.poll_interval) if args.poll_interval is not None else None
+    try:
+        client = AnyFast(base_url=args.base_url, store=_store(args.store))
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
+    report: Report | None = None
+    resume = ids is None
+    cancelled = False
+    try:
+        async with client:
+            if ids is None:
+                assert client.store is not None
+                records = await client.store.tasks(unfinished=True, unhandled=True)
+                ids = [r.task_id for r in records if r.task_id is not None]
+                if not ids:
+                    print("nothing to resume", file=sys.stderr)
+                known = {}
+            else:
+                known = await _known(client, ids, folder)
+            report = Report(ids, jsonl=args.jsonl, every_update=every_update)
+            todo = [task_id for task_id in ids if task_id not in known]
+            with report:
+                for task_id in ids:
+                    if task_id in known:
+                        report.known(known[task_id])
+                await _watch(client, args, todo, folder, poll, report, resume=resume)
+    except StoreError as exc:
+        raise Usage(str(exc)) from None
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
+    finally:
+        if report is not None and (not cancelled or stop.signum is not None):
+            report.summary(stop.name if cancelled else None)
+    assert report is not None
+    return report.exit_code()
+
+
+async def _watch(
+    client: AnyFast,
+    args: argparse.Namespace,
+    todo: list[str],
+    folder: Path | None,
+    poll: PollPolicy | None,
+    report: Report,
+    *,
+    resume: bool,
+) -> None:
+    if not todo:
+        return
+    seen: set[str] = set()
+    waiting: set[str] | None = None
+    all_ended = anyio.Event()
+
+    def ended(update: TaskUpdate) -> None:
+        report.ended(update)
+        seen.add(update.task_id)
+        if waiting is not None:
+            waiting.discard(update.task_id)
+            if not waiting:
+                all_ended.set()
+
+    async with client.watcher(
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        poll=poll,
+        on_terminal=ended,
+        download_to=folder,
+        download_concurrency=args.download_concurrency,
+        skip_existing=args.skip_existing is not False,
+    ) as watcher:
+        updates = watcher.updates() if report.every_update else None
+        if resume:
+            handles = await watcher.resume()
+        else:
+            handles = watcher.add_many(todo)
+        waiting = {handle.task_id for handle in handles} - seen
+        if not waiting:
+            return
+        if updates is None:
+            await all_ended.wait()
+            return
+        async with updates, anyio.create_task_group() as group:
+
+            async def show() -> None:
+                async for update in updates:
+                    if not update.is_terminal:
+                        report.update(update)
+
+            group.start_soon(show)
+            await all_ended.wait()
+            group.cancel_scope.cancel()
+
+
+# -- creating a batch ---------------------------------------------------------------------------
+
+
+def read_requests(
+    prompts: Sequence[str], sources: Sequence[str], defaults: dict[str, Any]
+) -> list[tuple[str, CreateRequest]]:
+    """(where, request) for each prompt given and each line of each ``--prompts`` file: a
+    line is a prompt, or a JSON object of create parameters (with ``model``: sent as given,
+    without: a HappyHorse text-to-video). Every line is checked before anything is sent."""
+    lines = [("argument", 0, prompt) for prompt in prompts]
+    for source in sources:
+        lines.extend(_lines(source))
+    requests = []
+    for name, number, line in lines:
+        where = f"{name}:{number}" if number else f"prompt {line[:40]!r}"
+        text = line.strip()
+        if not text or (number and text.startswith("#")):
+            continue
+        try:
+            if text.startswith("{"):
+                fields = msgspec.json.decode(text)
+                if not isinstance(fields, dict):
+                    raise ValueError("a JSON line must be an object")
+                model = fields.pop("model", None)
+                request: CreateRequest = (
+                    RawCreate(str(model), fields)
+                    if model is not None
+                    else TextToVideo(**{**defaults, **fields})
+                )
+            else:
+                request = TextToVideo(prompt=text, **defaults)
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            raise Usage(f"{where}: {exc}") from None
+        requests.append((where, request))
+    if not requests:
+        raise Usage("no prompts: give them as arguments or with --prompts FILE")
+    return requests
+
+
+def _digest(request: CreateRequest) -> str:
+    return hashlib.sha256(msgspec.json.encode(request.body())).hexdigest()
+
+
+async def create_batch(args: argparse.Namespace, stop: Stop) -> int:
+    """Create a task for each prompt, at most ``--concurrency`` at once; print each id as
+    soon as it is known. With ``--store``, a prompt whose create was sent before is not sent
+    again."""
+    defaults = {
+        key: value
+        for key, value in (
+            ("duration", args.duration),
+            ("resolution", args.resolution),
+            ("ratio", args.ratio),
+        )
+        if value is not None
+    }
+    requests = read_requests(args.prompt, args.prompts, defaults)
+    client = AnyFast(base_url=args.base_url, store=_store(args.store))
+    counts: Counter[str] = Counter()
+    jsonl = args.jsonl
+
+    def created(where: str, task_id: str, *, earlier: bool = False) -> None:
+        counts["earlier" if earlier else "created"] += 1
+        if jsonl:
+            json_line({"line": where, "task_id": task_id, "earlier": earlier}, sys.stdout)
+        else:
+            print(task_id, flush=True)
+
+    def failed(where: str, error: AnyFastError | str, sent: bool) -> None:
+        counts["maybe" if sent else "failed"] += 1
+        kind = type(error).__name__ if isinstance(error, AnyFastError) else "Unknown"
+        if jsonl:
+            json_line(
+                {
+                    "line": where,
+                    "task_id": None,
+                    "error_type": kind,
+                    "error": str(error),
+                    "sent": sent,
+                },
+                sys.stdout,
+            )
+        else:
+            print(f"anyfast: {where}: {kind}: {error}", file=sys.stderr, flush=True)
+
+    cancelled = False
+    try:
+        async with client:
+            todo = await _unsent(client, requests, created, failed, args.resend_unknown)
+            limiter = anyio.CapacityLimiter(args.concurrency)
+
+            async def create(where: str, request: CreateRequest) -> None:
+                async with limiter:
+                    try:
+                        made = await client.create(request)
+                    except AnyFastError as exc:
+                        failed(where, exc, bool(getattr(exc, "sent", False)))
+                    else:
+                        created(where, made.task_id)
+
+            async with anyio.create_task_group() as group:
+                for where, request in todo:
+                    group.start_soon(create, where, request)
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
+    finally:
+        _create_summary(counts, len(requests), stop.name if cancelled else None, jsonl)
+    if counts["maybe"] or counts["failed"]:
+        return EXIT_API
+    return EXIT_OK
+
+
+async def _unsent(
+    client: AnyFast,
+    requests: list[tuple[str, CreateRequest]],
+    created: Callable[..., None],
+    failed: Callable[[str, AnyFastError | str, bool], None],
+    resend_unknown: bool,
+) -> list[tuple[str, CreateRequest]]:
+    """The requests the store has no create for (all of them without a store); the others
+    are reported: their task id, or that they may have made a task."""
+    if client.store is None:
+        return requests
+    earlier: dict[str, list[TaskRecord]] = {}
+    for record in await client.store.tasks():
+        if record.body_sha256 is not None:
+            earlier.setdefault(record.body_sha256, []).append(record)
+    todo = []
+    for where, request in requests:
+        records = earlier.get(_digest(request))
+        match = records.pop(0) if records else None
+        if match is None or (match.task_id is None and resend_unknown):
+            todo.append((where, request))
+        elif match.task_id is not None:
+            created(where, match.task_id, earlier=True)
+        else:
+            failed(
+                where,
+                f"an earlier create of this request may have made a task ({match.error}); "
+                "not sent again (look for it, then use --resend-unknown to send it anyway)",
+                True,
+            )
+    return todo
+
+
+def _create_summary(counts: Counter[str], total: int, interrupted: str | None, jsonl: bool) -> None:
+    if jsonl:
+        json_line(
+            {
+                "summary": {
+                    "prompts": total,
+                    "created": counts["created"],
+                    "created_earlier": counts["earlier"],
+                    "failed": counts["failed"],
+                    "maybe_created": counts["maybe"],
+                    "interrupted": interrupted,
+                }
+            },
+            sys.stdout,
+        )
+        return
+    parts = [f"{counts['created']} created"]
+    if counts["earlier"]:
+        parts.append(f"{counts['earlier']} created earlier")
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed")
+    if counts["maybe"]:
+        parts.append(f"{counts['maybe']} may have been created (see above)")
+    line = f"{total} prompts: " + ", ".join(parts)
+    if interrupted:
+        line += f"; stopped by {interrupted}"
+    print(f"anyfast: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,447 @@
+"""Batches on the command line: ids from files, outcomes as they come, interruption by
+SIGINT/SIGTERM, re-runs that skip what is done, and `create --prompts`. Each test runs the
+`anyfast` command as a subprocess against FakeAnyFast over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from anyfast_async import SQLiteStore
+from anyfast_async.testing import FakeAnyFast, Fault, Stage
+
+from .test_cli import SECRET, anyfast, success, text
+
+pytestmark = pytest.mark.anyio
+
+FAST = ("--poll-interval", "0.01")
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeAnyFast]:
+    async with FakeAnyFast(api_key=SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+async def storage() -> AsyncIterator[FakeAnyFast]:
+    async with FakeAnyFast() as server:
+        yield server
+
+
+def lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+def file_gets(storage: FakeAnyFast) -> int:
+    return sum(1 for r in storage.requests if r.path.startswith("/files/"))
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def env_for(server: FakeAnyFast) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+    env.update(ANYFAST_API_KEY=SECRET, ANYFAST_BASE_URL=server.base_url)
+    return env
+
+
+# -- interruption -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+async def test_a_signal_midway_through_downloads_leaves_no_partial_file(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path, signum: int, code: int
+) -> None:
+    """SIGTERM (docker, systemd, `timeout`) is handled as Ctrl-C is: the downloads under way
+    are cancelled and their temporary files removed, the outcomes known so far are reported
+    (a summary marked with the signal), and the exit code is 128 + the signal's number."""
+    done = storage.add_file("done.mp4", b"D" * 1000)
+    slow = storage.add_file("slow.mp4", b"S" * 1_000_000, bytes_per_second=50_000)
+    api.add_task("quick", stages=success(done))
+    api.add_task("big1", stages=success(slow))
+    api.add_task("big2", stages=success(slow))
+    out = tmp_path / "out"
+    command = ["wait", "quick", "big1", "big2", *FAST, "--jsonl", "--download", str(out)]
+    process = await anyio.open_process(
+        [sys.executable, "-m", "anyfast_async", *command], env=env_for(api)
+    )
+    async with process:
+        with anyio.fail_after(30):  # until both slow downloads are under way
+            while len(list(out.glob(".big*.part"))) < 2 or not (out / "quick.mp4").exists():
+                await anyio.sleep(0.02)
+        process.send_signal(signum)
+        with anyio.fail_after(30):
+            assert process.stdout is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            assert await process.wait() == code
+    assert names(out) == ["quick.mp4"], "no partial file left"
+    records = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert records[0]["task_id"] == "quick"
+    assert records[0]["outcome"] == "succeeded"
+    assert records[-1]["summary"]["interrupted"] == signal.Signals(signum).name
+    assert records[-1]["summary"]["unfinished"] == 2
+
+
+async def test_partial_files_a_kill_left_are_removed_at_start(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """Partial files of our own naming (left by SIGKILL) are removed when a batch or a
+    one-file download starts; other files are left alone."""
+    api.add_task("a", stages=success(storage.add_file("a.mp4", b"A" * 100)))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a.mp4.x1y2z3w4.part").write_bytes(b"half")
+    (out / "notes.txt").write_text("mine")
+    result = await anyfast("wait", "a", "--download", str(out), *FAST, server=api)
+    assert result.returncode == 0, text(result)
+    assert names(out) == ["a.mp4", "notes.txt"]
+    (tmp_path / ".one.mp4.abcdefgh.part").write_bytes(b"half")
+    one = await anyfast("download", "a", "-o", str(tmp_path / "one.mp4"), *FAST, server=api)
+    assert one.returncode == 0, text(one)
+    assert names(tmp_path) == ["one.mp4", "out"]
+    assert (tmp_path / "one.mp4").read_bytes() == b"A" * 100
+
+
+# -- re-runs ------------------------------------------------------------------------------------
+
+
+async def test_a_rerun_does_not_download_again(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """Videos already in the folder are kept (a download only renames a whole file into
+    place); `--no-skip-existing` fetches them again."""
+    for name in ("a", "b"):
+        api.add_task(name, stages=success(storage.add_file(f"{name}.mp4", name.encode() * 10)))
+    out = str(tmp_path)
+    first = await anyfast("wait", "a", "b", "--download", out, *FAST, server=api)
+    assert first.returncode == 0, text(first)
+    assert file_gets(storage) == 2
+    again = await anyfast("wait", "a", "b", "--download", out, *FAST, server=api)
+    assert again.returncode == 0, text(again)
+    assert file_gets(storage) == 2, "nothing fetched again"
+    assert f"a\tSUCCESS\t{tmp_path / 'a.mp4'}" in again.stdout.decode()
+    forced = await anyfast("wait", "a", "--download", out, "--no-skip-existing", *FAST, server=api)
+    assert forced.returncode == 0, text(forced)
+    assert file_gets(storage) == 3
+
+
+async def test_with_a_store_a_rerun_asks_the_server_nothing_it_knows(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """With --store, tasks whose outcome was recorded (a success whose video is on disk, a
+    failure) are reported from the store, not polled; the others are watched again."""
+    api.add_task("ok", stages=success(storage.add_file("ok.mp4", b"V" * 10)))
+    api.add_task("bad", stages=[Stage(status="FAILURE", fail_reason="moderation")])
+    # 30 polls queued: more than 0.5 s of polls every 0.05 s can reach, then a success.
+    late = storage.add_file("late.mp4", b"L")
+    api.add_task("late", stages=[Stage(status="QUEUED", polls=30), *success(late)])
+    store, out = str(tmp_path / "s.db"), str(tmp_path / "out")
+    batch = ["wait", "ok", "bad", "late", "--download", out, "--store", store, "--jsonl"]
+    first = await anyfast(*batch, "--timeout", "0.5", "--poll-interval", "0.05", server=api)
+    assert first.returncode == 3, text(first)
+    assert {r["task_id"]: r["outcome"] for r in lines(first)[:-1]} == {
+        "ok": "succeeded",
+        "bad": "failed",
+        "late": "timed_out",
+    }
+    polls = {task_id: api.polls(task_id) for task_id in ("ok", "bad", "late")}
+    second = await anyfast(*batch, "--poll-interval", "0.05", server=api)
+    assert second.returncode == 1, text(second)  # "bad" failed
+    records = {r.get("task_id"): r for r in lines(second)}
+    assert records["ok"]["from_store"] is True
+    assert records["bad"]["from_store"] is True
+    assert records["late"]["outcome"] == "succeeded"
+    assert api.polls("ok") == polls["ok"]
+    assert api.polls("bad") == polls["bad"]
+    assert api.polls("late") > polls["late"]
+    assert records[None]["summary"]["from_store"] == 2
+
+
+# -- ids from files -----------------------------------------------------------------------------
+
+
+async def test_ids_from_a_file_and_from_stdin(api: FakeAnyFast, tmp_path: Path) -> None:
+    """--ids-from: one id a line, blank lines and comments skipped, JSON lines give their
+    task_id, `-` is stdin; duplicates are watched once."""
+    for name in ("a", "b", "c", "d"):
+        api.add_task(name, stages=success())
+    ids = tmp_path / "ids.txt"
+    ids.write_text(
+        '# my batch\na\n\nb  # the second\n{"task_id": "c", "line": 3}\n{"summary": {}}\na\n'
+    )
+    result = await anyfast("wait", "--ids-from", str(ids), "d", "--jsonl", *FAST, server=api)
+    assert result.returncode == 0, text(result)
+    assert sorted(r["task_id"] for r in lines(result)[:-1]) == ["a", "b", "c", "d"]
+    assert lines(result)[-1]["summary"]["tasks"] == 4
+    with anyio.fail_after(60):
+        piped = await anyio.run_process(
+            [sys.executable, "-m", "anyfast_async", "wait", "--ids-from", "-", *FAST],
+            input=b"a\nb\n",
+            env=env_for(api),
+            check=False,
+        )
+    assert piped.returncode == 0, text(piped)
+    assert sorted(line.split("\t")[0] for line in piped.stdout.decode().splitlines()[:-1]) == [
+        "a",
+        "b",
+    ]
+
+
+async def test_no_ids_is_a_usage_error(api: FakeAnyFast, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    result = await anyfast("wait", "--ids-from", str(empty), server=api)
+    assert result.returncode == 2
+    assert "no task ids" in result.stderr.decode()
+    missing = await anyfast("watch", "--ids-from", str(tmp_path / "nope.txt"), server=api)
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr.decode()
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+async def test_wait_streams_each_outcome_then_a_summary(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """`wait --jsonl`: one object per task as it ends (outcome, error kind, download path),
+    in the order they end, then one summary object; the exit code says the worst outcome."""
+    api.add_task("ok", stages=success(storage.add_file("ok.mp4", b"V")))
+    api.add_task("bad", stages=[Stage(status="FAILURE", fail_reason="moderation")])
+    result = await anyfast(
+        "wait",
+        "ok",
+        "bad",
+        "--jsonl",
+        "--download",
+        str(tmp_path),
+        "--poll-interval",
+        "0.01",
+        server=api,
+    )
+    assert result.returncode == 1
+    *outcomes, summary = lines(result)
+    by_id = {r["task_id"]: r for r in outcomes}
+    assert by_id["ok"]["outcome"] == "succeeded"
+    assert by_id["ok"]["download_path"] == str(tmp_path / "ok.mp4")
+    assert by_id["bad"]["outcome"] == "failed"
+    assert by_id["bad"]["error_type"] == "TaskFailedError"
+    assert "moderation" in str(by_id["bad"]["error"])
+    assert summary == {
+        "summary": {
+            "tasks": 2,
+            "succeeded": 1,
+            "failed": 1,
+            "timed_out": 0,
+            "errors": 0,
+            "unfinished": 0,
+            "from_store": 0,
+            "interrupted": None,
+        }
+    }
+
+
+async def test_watch_can_download(api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path) -> None:
+    api.add_task("a", stages=success(storage.add_file("a.mp4", b"A" * 10)))
+    result = await anyfast(
+        "watch", "a", "--download", str(tmp_path), "--poll-interval", "0.01", server=api
+    )
+    assert result.returncode == 0, text(result)
+    *updates, summary = lines(result)
+    assert updates[-1]["download_path"] == str(tmp_path / "a.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == b"A" * 10
+    assert summary["summary"]["succeeded"] == 1
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the command under a pty; its exit code and everything it drew."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
+    env = {**env, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "50"}
+    process = subprocess.Popen(  # noqa: S603 (our own command)
+        [sys.executable, "-m", "anyfast_async", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    captured = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                captured += chunk
+            elif process.poll() is not None:
+                break
+        code = process.wait(timeout=120)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, captured.decode(errors="replace")
+
+
+async def test_a_large_batch_on_a_terminal_draws_one_bar(api: FakeAnyFast) -> None:
+    """Past 20 tasks a terminal shows one bar with counts, not a bar per task; the summary
+    then lists only the tasks that did not succeed when there are more than 50."""
+    ids = [f"t{i:03}" for i in range(60)]
+    for task_id in ids[:-1]:
+        api.add_task(task_id, stages=success())
+    api.add_task(ids[-1], stages=[Stage(status="FAILURE", fail_reason="moderation")])
+    code, screen = await anyio.to_thread.run_sync(
+        run_on_a_terminal, ["watch", *ids, "--poll-interval", "0.01"], env_for(api)
+    )
+    assert code == 1, screen
+    assert "60/60" in screen, "one bar counts the whole batch"
+    assert "59 succeeded, 1 failed" in screen
+    assert "t000" not in screen, "no row per task, and successes are not listed"
+    assert "t059" in screen
+    assert "FAILURE" in screen
+
+
+async def test_a_small_batch_on_a_terminal_draws_a_bar_per_task(api: FakeAnyFast) -> None:
+    for task_id in ("a1", "b2"):
+        api.add_task(task_id, stages=success())
+    code, screen = await anyio.to_thread.run_sync(
+        run_on_a_terminal, ["wait", "a1", "b2", "--poll-interval", "0.01"], env_for(api)
+    )
+    assert code == 0, screen
+    assert "a1" in screen
+    assert "b2" in screen
+    assert "2 of 2 tasks finished: 2 succeeded" in screen
+
+
+# -- download -----------------------------------------------------------------------------------
+
+
+async def test_download_to_a_folder_that_does_not_exist(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """Several ids, or an -o ending with a separator: a folder (made); one id to a missing
+    path: that file."""
+    api.add_task("a", stages=success(storage.add_file("a.mp4", b"A" * 10)))
+    api.add_task("b", stages=success(storage.add_file("b.mp4", b"B" * 20)))
+    many = await anyfast(
+        "download", "a", "b", "-o", str(tmp_path / "new"), "--concurrency", "2", *FAST, server=api
+    )
+    assert many.returncode == 0, text(many)
+    assert (tmp_path / "new" / "a.mp4").read_bytes() == b"A" * 10
+    assert (tmp_path / "new" / "b.mp4").read_bytes() == b"B" * 20
+    slash = await anyfast(
+        "download", "a", "-o", str(tmp_path / "other") + os.sep, *FAST, server=api
+    )
+    assert slash.returncode == 0, text(slash)
+    assert (tmp_path / "other" / "a.mp4").read_bytes() == b"A" * 10
+    single = await anyfast("download", "b", "-o", str(tmp_path / "video.bin"), *FAST, server=api)
+    assert single.returncode == 0, text(single)
+    assert (tmp_path / "video.bin").read_bytes() == b"B" * 20
+    assert single.stdout.decode().strip() == str(tmp_path / "video.bin")
+
+
+# -- creating a batch ---------------------------------------------------------------------------
+
+
+async def test_create_from_a_prompts_file(api: FakeAnyFast, tmp_path: Path) -> None:
+    """One prompt a line or a JSON object of parameters; each id printed as it comes, so
+    the output feeds `wait --ids-from`."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        "# cats\nA cat on grass\n\n"
+        '{"prompt": "A dog", "duration": 3}\n'
+        '{"model": "wan2.2-t2v", "prompt": "A fox"}\n'
+    )
+    result = await anyfast("create", "--prompts", str(prompts), "--duration", "7", server=api)
+    assert result.returncode == 0, text(result)
+    ids = result.stdout.decode().split()
+    assert len(ids) == 3
+    assert sorted(ids) == sorted(task.task_id for task in api.created)
+    bodies = sorted(
+        (json.loads(r.body) for r in api.requests if r.method == "POST"), key=lambda b: str(b)
+    )
+    assert {"model": "wan2.2-t2v", "prompt": "A fox"} in bodies
+    dog = next(b for b in bodies if b["prompt"] == "A dog")
+    assert dog == {"model": "happyhorse-1.0-t2v", "prompt": "A dog", "parameters": {"duration": 3}}
+    cat = next(b for b in bodies if b["prompt"] == "A cat on grass")
+    assert cat["parameters"] == {"duration": 7}
+    assert "3 prompts: 3 created" in result.stderr.decode()
+
+
+async def test_a_bad_line_sends_nothing(api: FakeAnyFast, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text('A cat\n{"prompt": "x", "duration": 99}\n')
+    result = await anyfast("create", "--prompts", str(prompts), server=api)
+    assert result.returncode == 2
+    assert f"{prompts}:2" in result.stderr.decode()
+    assert api.created == []
+
+
+async def test_one_failed_create_does_not_stop_the_others(api: FakeAnyFast, tmp_path: Path) -> None:
+    """A 500 on one create is reported (it may have made a task: sent=true) and the others
+    go on; exit 4."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    api.inject(Fault.server_error(500))
+    result = await anyfast(
+        "create", "--prompts", str(prompts), "--jsonl", "--concurrency", "1", server=api
+    )
+    assert result.returncode == 4, text(result)
+    *made, summary = lines(result)
+    assert [r["task_id"] is not None for r in made] == [False, True, True]
+    assert made[0]["error_type"] == "ServerError"
+    assert made[0]["sent"] is True
+    assert summary["summary"]["created"] == 2
+    assert summary["summary"]["maybe_created"] == 1
+    assert len(api.created) == 2
+
+
+async def test_with_a_store_create_sends_each_prompt_once(api: FakeAnyFast, tmp_path: Path) -> None:
+    """Run again with the same store, `create` sends only the prompts it had not sent, and
+    prints every id again (so its output is the whole batch's); a create that may have
+    made a task is not sent again unless --resend-unknown says so."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("same\nsame\nother\nthird\n")
+    store = str(tmp_path / "s.db")
+    api.inject(Fault.server_error(500))  # the first create: may have made a task
+    first = await anyfast(
+        "create", "--prompts", str(prompts), "--store", store, "--concurrency", "1", server=api
+    )
+    assert first.returncode == 4
+    assert len(api.created) == 3
+    again = await anyfast("create", "--prompts", str(prompts), "--store", store, server=api)
+    assert again.returncode == 4, text(again)
+    assert len(api.created) == 3, "nothing sent again"
+    assert sorted(again.stdout.decode().split()) == sorted(t.task_id for t in api.created)
+    assert "may have made a task" in again.stderr.decode()
+    resent = await anyfast(
+        "create", "--prompts", str(prompts), "--store", store, "--resend-unknown", server=api
+    )
+    assert resent.returncode == 0, text(resent)
+    assert len(api.created) == 4
+    async with SQLiteStore(store, readonly=True) as records:
+        made = [r for r in await records.tasks() if r.task_id is not None]
+    assert len(made) == 4
