@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 
 from anyfast_async import (
     AnyFast,
     APIConnectionError,
+    Outcomes,
     PollPolicy,
     ResultExpiredError,
     Task,
@@ -263,3 +265,43 @@ async def test_wait_many_refuses_no_room_for_downloads(
         await client.wait_many(["t1"], download_to=tmp_path / "out", download_concurrency=0)
     assert server.requests == []
     assert not (tmp_path / "out").exists()
+
+
+async def test_a_video_already_downloaded_is_kept(
+    server: FakeAnyFast, client: AnyFast, tmp_path: Path
+) -> None:
+    """wait_many and the watcher keep a video already in the folder (files get there only
+    whole) instead of fetching it again; skip_existing=False fetches it; client.download
+    fetches unless asked to skip."""
+    async with FakeAnyFast() as storage:
+        for name in ("a", "b"):
+            server.add_task(name, stages=done(storage.add_file(f"{name}.mp4", VIDEO)))
+        (tmp_path / "a.mp4").write_bytes(b"kept")
+        results = await client.wait_many(["a", "b"], download_to=tmp_path, poll_interval=0.01)
+        assert results.files == {"a": tmp_path / "a.mp4", "b": tmp_path / "b.mp4"}
+        assert (tmp_path / "a.mp4").read_bytes() == b"kept"
+        assert (tmp_path / "b.mp4").read_bytes() == VIDEO
+        assert [r.path.split("?")[0] for r in storage.requests] == ["/files/b.mp4"]
+
+        async with client.watcher(download_to=tmp_path, poll_interval=0.01) as watcher:
+            await watcher.add("a").wait()
+        assert len(storage.requests) == 1, "the watcher fetched nothing"
+
+        assert await client.download("a", tmp_path, skip_existing=True) == tmp_path / "a.mp4"
+        assert len(storage.requests) == 1
+        await client.wait_many(["a"], download_to=tmp_path, poll_interval=0.01, skip_existing=False)
+        assert (tmp_path / "a.mp4").read_bytes() == VIDEO
+        assert len(storage.requests) == 2
+
+
+@pytest.mark.virtual_time
+async def test_wait_many_fills_results_as_tasks_end(server: FakeAnyFast, client: AnyFast) -> None:
+    """results= is filled as each task ends, so a call cancelled midway keeps what it
+    learned."""
+    server.add_task("quick", stages=done("https://cdn.example/q.mp4"))
+    server.add_task("stuck", stages=[Stage(status="QUEUED")])
+    results = Outcomes()
+    with anyio.move_on_after(60):
+        await client.wait_many(["quick", "stuck"], poll_interval=1, results=results)
+    assert list(results) == ["quick"]
+    assert isinstance(results["quick"], Task)
