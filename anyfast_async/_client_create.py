@@ -52,8 +52,10 @@ class CreateCalls:
         made) or the server refused it before processing it (HTTP 429 or 503, honouring
         ``Retry-After``), up to the client's ``RetryPolicy.max_retries``. Any other failure
         after the request was sent (a timeout, a dropped connection, a 500) is raised at once:
-        the task may or may not exist, and the :class:`APIConnectionError` says so
-        (``error.sent`` is ``True``). Look for it before creating it again.
+        the task may or may not exist, and the error says so (``error.sent`` is ``True``, and
+        its message says to look for the task before creating it again). Every error it
+        raises has ``sent``: ``False`` when the task surely was not created (a 4xx answer, a
+        connection never made).
 
         Args:
             request: What to create: :class:`TextToVideo`, :class:`ImageToVideo`,
@@ -68,8 +70,7 @@ class CreateCalls:
             PermissionDeniedError: the key may not create this (403).
             RateLimitError: HTTP 429, and the retries ran out.
             ServerError: HTTP 5xx: at once, or for a 503 once the retries ran out.
-            APIConnectionError: no answer; ``error.sent`` says whether the task may exist
-                (APITimeoutError on a timeout).
+            APIConnectionError: no answer (APITimeoutError on a timeout).
             ResponseDecodeError: the answer holds no task id.
             RuntimeError: the client is not open.
         """

@@ -295,26 +295,20 @@ class Engine:
         return created
 
     async def _create(self, body: bytes) -> CreatedTask:
-        return await self.retrying(
-            lambda attempt: self._post_create(body, attempt),
-            what=f"POST {TASKS_PATH}",
-            retryable=is_create_retryable,
-        )
+        """The create call under its retry rule; the error it ends with says whether the task
+        may have been created (see :func:`_mark_create_failure`)."""
+        try:
+            return await self.retrying(
+                lambda attempt: self._post_create(body, attempt),
+                what=f"POST {TASKS_PATH}",
+                retryable=is_create_retryable,
+            )
+        except AnyFastError as exc:
+            _mark_create_failure(exc)
+            raise
 
     async def _post_create(self, body: bytes, attempt: int) -> CreatedTask:
-        try:
-            response = await self._send("POST", TASKS_PATH, attempt, json_body=body)
-        except APIConnectionError as exc:
-            if not exc.sent:
-                raise
-            error = type(exc)(
-                f"{exc.message}; the request may have reached the server, so the task may "
-                "or may not have been created: look for it before creating it again",
-                method=exc.method,
-                path=exc.path,
-                retryable=False,
-            )
-            raise error from exc
+        response = await self._send("POST", TASKS_PATH, attempt, json_body=body)
         return self._result(response, decode_created)
 
     def _result(self, response: Response, decode: Callable[..., T]) -> T:
@@ -397,9 +391,29 @@ class Engine:
 
 def _maybe_created(exc: BaseException) -> bool:
     """Whether a create that failed with ``exc`` may still have created a task: unless the
-    request surely never arrived, or was refused (4xx), it may have."""
+    request surely never arrived, or was refused (4xx, or 503: the gateway refuses before
+    processing, which is why a create is retried on it), it may have."""
     if isinstance(exc, APIConnectionError):
         return exc.sent
     if isinstance(exc, APIStatusError):
-        return not 400 <= exc.status_code < 500
+        return not (400 <= exc.status_code < 500 or exc.status_code == 503)
     return True  # cancelled, or an answer that could not be read
+
+
+_LOOK_FIRST = "the task may or may not have been created: look for it before creating it again"
+
+
+def _mark_create_failure(exc: AnyFastError) -> None:
+    """Make the error a create call ends with say whether the task may exist: ``sent`` is
+    :func:`_maybe_created`'s answer, and when it may, the message says to look for the task
+    before creating it again (and a connection error is no longer ``retryable``)."""
+    exc.sent = _maybe_created(exc)
+    if not exc.sent:
+        return
+    if isinstance(exc, APIConnectionError):
+        exc.retryable = False
+        exc.message = f"{exc.message}; the request may have reached the server, so {_LOOK_FIRST}"
+        text = exc.message
+    else:
+        text = f"{exc}; {_LOOK_FIRST}"
+    exc.args = (text,)

@@ -21,7 +21,8 @@ Every error the SDK raises is an :class:`AnyFastError`. The first split is betwe
                                     also a builtin TimeoutError
 
 A 200 answer whose envelope ``code`` is not ``"success"`` is an :class:`APIStatusError`
-(of the class its status and code select). No exception message, ``repr`` or attribute ever
+(of the class its status and code select). Every error has ``sent``: for one from a create
+call, whether the task may have been created. No exception message, ``repr`` or attribute ever
 holds the API key.
 """
 
@@ -51,7 +52,19 @@ __all__ = [
 
 
 class AnyFastError(Exception):
-    """Base class of every error raised by anyfast-async."""
+    """Base class of every error raised by anyfast-async.
+
+    Attributes:
+        sent: Whether the request behind the error may have reached the server: ``False``
+            only when it surely did not (the connection could not be made). On an error from
+            a create call it says whether the task may have been created: ``False`` also when
+            the server refused the request (a 4xx answer); ``True`` after a 5xx answer, a
+            timeout or a dropped connection once the request was sent, or an answer that could
+            not be read, and the message then says to look for the task before creating it
+            again. ``True`` unless set otherwise.
+    """
+
+    sent: bool = True
 
 
 class APIConnectionError(AnyFastError):
@@ -61,10 +74,10 @@ class APIConnectionError(AnyFastError):
         method: The HTTP method of the request.
         path: The path of the request (never the full URL with credentials).
         retryable: ``False`` when trying again cannot help (a refused TLS certificate, an
-            answer that is not valid HTTP).
+            answer that is not valid HTTP, a create call that may have created its task).
         sent: ``False`` when the request provably never reached the server (the connection
             could not be made); ``True`` when it may have. A create call whose request may
-            have been sent may have created the task.
+            have been sent may have created the task (see :class:`AnyFastError`).
     """
 
     def __init__(

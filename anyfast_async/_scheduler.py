@@ -63,6 +63,9 @@ _SLACK: Final = 0.001
 _PREFIX: Final = TASKS_PATH + "/"
 # The timeout of a resumed task whose recorded deadline has passed: it ends at once.
 _PAST_DEADLINE: Final = 1e-6
+#: A task whose next poll would come after its deadline is polled once more at the deadline,
+#: unless its last answer is younger than this many seconds; that poll has as long to answer.
+_LAST_POLL_MARGIN: Final = 1.0
 _SUCCESS: Final = TaskStatus.SUCCESS
 _FAILURE: Final = TaskStatus.FAILURE
 
@@ -89,10 +92,12 @@ class Entry:
     Kept small, since a scheduler holds one per watched task for as long as it runs: the
     deadline is computed (``started + timeout``), the query path is kept only when it is not
     the plain prefix + id, and the last record seen is kept as a summary (see
-    :func:`summary`).
+    :func:`summary`). ``answered`` is when the poll that brought the last answer was sent
+    (``started`` until then).
     """
 
     __slots__ = (
+        "answered",
         "done",
         "errors",
         "last_error",
@@ -113,6 +118,7 @@ class Entry:
         self.task_id = task_id
         self.path: str | None = None if path == _PREFIX + task_id else path
         self.started = started
+        self.answered = started
         self.timeout = timeout
         self.task: Task | None = None
         self.status: TaskStatus | None = None
@@ -452,8 +458,14 @@ class Scheduler:
             timeout = entry.timeout
             remaining = _NEVER if timeout is None else entry.started + timeout - now
             if remaining <= _SLACK:
-                await self._expire(entry)
-                continue
+                # The deadline. A task whose cadence would have polled it later is polled once
+                # more now (given _LAST_POLL_MARGIN to answer), unless its last answer came
+                # less than that before the deadline (or after it: this was that poll), or its
+                # polls are failing (their backoff and any Retry-After stand).
+                if entry.errors or entry.deadline - entry.answered < _LAST_POLL_MARGIN:
+                    await self._expire(entry)
+                    continue
+                remaining = min(_LAST_POLL_MARGIN, self._longest_poll)
             path = entry.path
             if path is None:
                 path = _PREFIX + entry.task_id
@@ -480,6 +492,7 @@ class Scheduler:
                 await self._failed(entry, exc)
                 continue
             self._in_flight -= 1
+            entry.answered = now
             # The common case (a running task, seen again) is settled without a coroutine. A
             # task that ended while this poll was in flight (closed, expired) is left alone.
             update = None if entry.done else self._observe(entry, task)

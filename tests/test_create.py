@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,8 +14,11 @@ import pytest
 
 from anyfast_async import (
     AnyFast,
+    AnyFastError,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     BadRequestError,
     CreatedTask,
     ImageToVideo,
@@ -23,7 +27,9 @@ from anyfast_async import (
     ReferenceToVideo,
     ResponseDecodeError,
     ServerError,
+    SQLiteStore,
     TaskFailedError,
+    TaskNotFoundError,
     TaskStatus,
     TaskUpdate,
     TextToVideo,
@@ -316,11 +322,155 @@ async def test_timeout_after_send_is_not_retried(server: FakeAnyFast) -> None:
 async def test_other_server_errors_are_not_retried(
     server: FakeAnyFast, client: AnyFast, fault: Fault
 ) -> None:
-    """A 500, 502 or 504 may come after processing: raised at once."""
+    """A 500, 502 or 504 may come after processing: raised at once, saying so."""
     server.inject(fault)
-    with pytest.raises(ServerError):
+    with pytest.raises(ServerError) as info:
         await client.create_text_to_video("A cat")
+    assert info.value.sent is True
     assert len(posts(server)) == 1
+
+
+# -- whether a failed create may have made a task ----------------------------------------------
+
+LOOK_FIRST = "may or may not have been created: look for it before creating it again"
+
+
+async def test_a_500_on_create_says_the_task_may_exist(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """The server made the task, then answered 500: the ServerError has sent=True and says to
+    look for the task before creating it again; its own fields are the server's answer."""
+    server.inject(Fault(status=500))  # the normal create, answered with a 500
+    with pytest.raises(ServerError) as info:
+        await client.create_text_to_video("A cat")
+    error = info.value
+    assert error.sent is True
+    assert str(error).startswith("HTTP 500")
+    assert LOOK_FIRST in str(error)
+    assert LOOK_FIRST not in error.message
+    assert error.status_code == 500
+    assert len(server.created) == 1  # it does exist
+    assert len(posts(server)) == 1
+
+
+async def test_a_400_on_create_says_no_task_was_made(server: FakeAnyFast, client: AnyFast) -> None:
+    """A refused body: sent=False, and nothing in the message about looking for a task."""
+    with pytest.raises(BadRequestError) as info:
+        await client.create_task("happyhorse-1.0-t2v", {"prompt": "x", "duration": 99})
+    assert info.value.sent is False
+    assert "may or may not" not in str(info.value)
+    assert server.created == []
+
+
+async def test_a_refused_key_on_create_says_no_task_was_made(server: FakeAnyFast) -> None:
+    """A 401 is a refusal too: sent=False."""
+    async with AnyFast("sk-wrong", base_url=server.base_url) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.create_text_to_video("A cat")
+    assert info.value.sent is False
+    assert server.created == []
+
+
+async def test_a_429_retried_out_on_create_says_no_task_was_made(
+    server: FakeAnyFast, client: AnyFast, sleep: RecordingSleep
+) -> None:
+    """Every attempt refused with 429 until the retries ran out: sent=False."""
+    server.inject(Fault.rate_limited(retry_after="1"), times=4)
+    with pytest.raises(RateLimitError) as info:
+        await client.create_text_to_video("A cat")
+    assert info.value.sent is False
+    assert "may or may not" not in str(info.value)
+    assert len(posts(server)) == 4
+    assert len(sleep.calls) == 3
+    assert server.created == []
+
+
+async def test_a_503_retried_out_on_create_says_no_task_was_made(
+    server: FakeAnyFast, client: AnyFast, sleep: RecordingSleep
+) -> None:
+    """A 503 is a refusal before processing (a create is retried on it): when the retries
+    run out, sent=False, and a store forgets the create rather than keep it as unknown."""
+    server.inject(Fault.server_error(503), times=4)
+    with pytest.raises(ServerError) as info:
+        await client.create_text_to_video("A cat")
+    assert info.value.status_code == 503
+    assert info.value.sent is False
+    assert "may or may not" not in str(info.value)
+    assert len(posts(server)) == 4
+    assert server.created == []
+
+
+async def test_a_refused_connection_on_create_says_no_task_was_made(
+    sleep: RecordingSleep,
+) -> None:
+    """Nothing listening, retried out: sent=False, and no note about looking for the task."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with AnyFast("sk-x", base_url=f"http://127.0.0.1:{port}", sleep=sleep) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.create_text_to_video("A cat")
+    assert info.value.sent is False
+    assert info.value.retryable is True
+    assert "may or may not" not in str(info.value)
+
+
+async def test_an_unreadable_create_answer_says_the_task_may_exist(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """A 200 whose body cannot be read may have been the task's answer: sent=True."""
+    server.inject(Fault.not_json(200))
+    with pytest.raises(ResponseDecodeError) as info:
+        await client.create_text_to_video("A cat")
+    assert info.value.sent is True
+    assert LOOK_FIRST in str(info.value)
+    assert len(posts(server)) == 1
+
+
+async def test_a_dropped_connection_on_create_is_no_longer_retryable(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """A connection error after sending is marked not retryable: sending again could make a
+    second task."""
+    server.inject(Fault.drop_connection())
+    with pytest.raises(APIConnectionError) as info:
+        await client.create_text_to_video("A cat")
+    assert (info.value.sent, info.value.retryable) == (True, False)
+    assert info.value.message == str(info.value)
+    assert str(info.value).count(LOOK_FIRST) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "sent", "state"),
+    [(Fault(status=500), True, "unknown"), (Fault.http(400), False, None)],
+    ids=["500", "400"],
+)
+async def test_sent_agrees_with_the_store(
+    server: FakeAnyFast, tmp_path: Path, fault: Fault, sent: bool, state: str | None
+) -> None:
+    """What a failed create's error says and what the store keeps of it follow one rule: a
+    create that may have made a task is kept as unknown, one that surely did not is dropped."""
+    server.inject(fault)
+    store = SQLiteStore(tmp_path / "tasks.db")
+    async with AnyFast(server.api_key, base_url=server.base_url, store=store) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.create_text_to_video("A cat")
+        assert info.value.sent is sent
+        records = await store.tasks()
+    assert [r.state for r in records] == ([] if state is None else [state])
+
+
+async def test_errors_not_from_a_create_keep_their_sent(
+    server: FakeAnyFast, client: AnyFast
+) -> None:
+    """Outside a create, ``sent`` keeps its meaning: the request may have reached the server
+    (True, the default, for an answer), False only for a connection never made."""
+    with pytest.raises(TaskNotFoundError) as info:
+        await client.get_task("ghost")
+    assert info.value.sent is True
+    assert "may or may not" not in str(info.value)
+    assert AnyFastError("x").sent is True
+    assert APIConnectionError("x", sent=False).sent is False
 
 
 # -- create, then wait -------------------------------------------------------------------------

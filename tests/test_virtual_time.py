@@ -52,7 +52,9 @@ def status_at(elapsed: float) -> TaskStatus:
 def predicted_polls(policy: PollPolicy, seed: int, deadline: float) -> list[float]:
     """When a watch with ``policy`` polls the lifecycle, by the policy alone: the first poll
     at once, then each wait drawn by :meth:`PollPolicy.next_delay` from the same seed, up to
-    the end of the lifecycle or the deadline."""
+    the end of the lifecycle or the deadline. A task still running whose next poll would
+    come after the deadline is polled once more at the deadline, unless its last poll was
+    less than a second before."""
     rng = random.Random(random.Random(seed).getrandbits(64))  # the watch's own, from the seed
     times, now, previous, same = [], 0.0, None, 0
     while now < deadline:
@@ -63,6 +65,9 @@ def predicted_polls(policy: PollPolicy, seed: int, deadline: float) -> list[floa
         same = same + 1 if status is previous else 1
         previous = status
         now += policy.next_delay(status, same, rng)
+    else:
+        if deadline - times[-1] >= 1.0:
+            times.append(deadline)
     return times
 
 
@@ -108,8 +113,12 @@ async def test_a_20_minute_lifecycle_polls_as_the_policy_predicts(seed: int) -> 
 
 
 async def test_a_10_minute_deadline_ends_the_watch_at_10_minutes() -> None:
+    """A 10-minute deadline in the middle of the lifecycle: the server sees the polls the
+    policy predicts and a last one at the deadline, whose answer the WaitTimeoutError
+    carries; the watch ends at exactly 10 minutes."""
     policy = PollPolicy()
     expected = predicted_polls(policy, 7, deadline=10 * MINUTE)
+    assert expected[-1] == 10 * MINUTE  # the cadence alone would not poll at the deadline
     async with FakeAnyFast(advance="time") as server:
         server.add_task("t1", stages=LIFECYCLE)
         started = now()
