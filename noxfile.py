@@ -209,6 +209,7 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/bench_scale.py", "--json", "benchmarks/scale.json", *quick)
     session.run("python", "benchmarks/bench_store.py", "--json", "benchmarks/store.json", *quick)
+    session.run("python", "benchmarks/bench_batch.py", "--json", "benchmarks/batch.json", *quick)
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
     )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -37,7 +38,7 @@ async def storage() -> AsyncIterator[FakeAnyFast]:
         yield server
 
 
-def lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
+def lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
@@ -60,7 +61,7 @@ def env_for(server: FakeAnyFast) -> dict[str, str]:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 async def test_a_signal_midway_through_downloads_leaves_no_partial_file(
-    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path, signum: int, code: int
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
     """SIGTERM (docker, systemd, `timeout`) is handled as Ctrl-C is: the downloads under way
     are cancelled and their temporary files removed, the outcomes known so far are reported
@@ -88,7 +89,7 @@ async def test_a_signal_midway_through_downloads_leaves_no_partial_file(
     records = [json.loads(line) for line in stdout.decode().splitlines()]
     assert records[0]["task_id"] == "quick"
     assert records[0]["outcome"] == "succeeded"
-    assert records[-1]["summary"]["interrupted"] == signal.Signals(signum).name
+    assert records[-1]["summary"]["interrupted"] == signum.name
     assert records[-1]["summary"]["unfinished"] == 2
 
 
