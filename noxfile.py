@@ -83,8 +83,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example on the fake server: scripts run to completion, test modules under
-    pytest, the web apps are started as real servers and requested over HTTP, and the worker
+    """Run every example on the fake server: scripts (Python and shell) run to completion,
+    test modules under pytest, the web apps are started as real servers and requested over HTTP, and the worker
     example runs two worker processes on a throwaway Redis queue. Then the README's first
     command.
 
@@ -94,7 +94,7 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".[cli,speed]", "pytest", "pytest-timeout", *EXAMPLE_DEPS)
     env = {"ANYFAST_API_KEY": "", "ANYFAST_BASE_URL": ""}
     with redis_server(session) as redis_url:
-        for script in sorted(Path("examples").glob("*.py")):
+        for script in sorted([*Path("examples").glob("*.py"), *Path("examples").glob("*.sh")]):
             if script.name.startswith("_"):
                 continue
             if script.name == "worker_arq.py" and redis_url is None:
@@ -103,6 +103,8 @@ def examples(session: nox.Session) -> None:
             session.log(f"running {script}")
             if script.name.startswith("webapp_"):
                 session.run("python", "examples/_webapp_check.py", str(script), env=env)
+            elif script.suffix == ".sh":
+                session.run("bash", str(script), env=env, external=True)
             elif script.name.startswith("test_"):
                 session.run("pytest", "-p", "no:cacheprovider", str(script), env=env)
             else:

@@ -123,7 +123,9 @@ async def stoppable(command: Coroutine[Any, Any, int], stop: Stop) -> int:
     except asyncio.CancelledError:
         if stop.signum is None:
             raise
-        task.uncancel()  # type: ignore[attr-defined,unused-ignore]
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
         return 128 + stop.signum
     finally:
         for signum in installed:
