@@ -84,9 +84,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def examples(session: nox.Session) -> None:
     """Run every example on the fake server: scripts (Python and shell) run to completion,
-    test modules under pytest, the web apps are started as real servers and requested over HTTP, and the worker
-    example runs two worker processes on a throwaway Redis queue. Then the README's first
-    command.
+    test modules under pytest, the web apps are started as real servers and requested over
+    HTTP, and the worker example runs two worker processes on a throwaway Redis queue. Then
+    the README's first command.
 
     redis-server is installed from Debian's packages when missing (as root); elsewhere the
     worker example is skipped with a warning, except in CI (``CI`` set), where it must run.
