@@ -46,6 +46,7 @@ from ._cli_batch import (
     Stop,
     Usage,
     create_batch,
+    create_requests,
     json_line,
     read_ids,
     rich_or_none,
@@ -101,33 +102,37 @@ async def _get(args: argparse.Namespace) -> int:
 
 async def _create(args: argparse.Namespace) -> int:
     try:
-        return await create_batch(args, args.stop)
+        return await create_batch(args, args.requests, args.stop)
     except StoreError as exc:
         raise _Usage(str(exc)) from None
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    ids = read_ids(args.task_ids, args.ids_from)
     folder = Path(args.download) if args.download else None
-    return await run_batch(args, ids, folder=folder, every_update=True, stop=args.stop)
+    return await run_batch(args, args.ids, folder=folder, every_update=True, stop=args.stop)
 
 
 async def _wait(args: argparse.Namespace) -> int:
-    ids = read_ids(args.task_ids, args.ids_from)
     folder = Path(args.download) if args.download else None
-    return await run_batch(args, ids, folder=folder, every_update=False, stop=args.stop)
+    return await run_batch(args, args.ids, folder=folder, every_update=False, stop=args.stop)
 
 
-def _is_folder(output: str, ids: list[str], store: str | None) -> bool:
-    """Whether ``download -o`` names a folder: for several tasks (or a batch with a store),
-    for a path ending in a separator, or for an existing folder; else it is the file."""
-    return bool(len(ids) > 1 or store or output.endswith((os.sep, "/")) or Path(output).is_dir())
+def _is_folder(output: str, args: argparse.Namespace) -> bool:
+    """Whether ``download -o`` names a folder: for a batch (several ids, ids from a file, a
+    store), for a path ending in a separator, or for an existing folder; else it is the file.
+    A folder that does not exist yet may not look like a video file's name."""
+    batch = len(args.ids) > 1 or args.ids_from or args.store
+    if not (batch or output.endswith((os.sep, "/")) or Path(output).is_dir()):
+        return False
+    if not Path(output).exists() and Path(output).suffix.lower() in (".mp4", ".mov", ".webm"):
+        raise _Usage(f"-o {output}: a batch needs a folder, and this looks like a file name")
+    return True
 
 
 async def _download(args: argparse.Namespace) -> int:
-    ids = read_ids(args.task_ids, args.ids_from)
+    ids: list[str] = args.ids
     output = args.output or "."
-    if _is_folder(output, ids, args.store):
+    if _is_folder(output, args):
         return await run_batch(args, ids, folder=Path(output), every_update=False, stop=args.stop)
     # One task to one file, as named.
     target = Path(output)
@@ -546,6 +551,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     args.stop = Stop()
     try:
+        # Input is read before the command starts (and before Ctrl-C is taken over).
+        if hasattr(args, "ids_from"):
+            args.ids = read_ids(args.task_ids, args.ids_from)
+        if args.command == "create":
+            args.requests = create_requests(args)
         code: int = _run(stoppable(args.run(args), args.stop), args.loop)
         sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
         return code

@@ -22,7 +22,9 @@ import msgspec
 from . import (
     AnyFast,
     AnyFastError,
+    AuthenticationError,
     CreateRequest,
+    PermissionDeniedError,
     PollPolicy,
     RawCreate,
     SQLiteStore,
@@ -32,6 +34,7 @@ from . import (
     TaskRecord,
     TaskUpdate,
     TextToVideo,
+    UpdateStream,
     WaitTimeoutError,
 )
 
@@ -45,6 +48,7 @@ __all__ = [
     "Stop",
     "Usage",
     "create_batch",
+    "create_requests",
     "json_line",
     "read_ids",
     "rich_or_none",
@@ -156,6 +160,8 @@ def read_ids(given: Sequence[str], sources: Sequence[str]) -> list[str]:
     follows the first blank on a line (the other columns of ``anyfast wait``'s own output).
     A line that is a JSON object gives its ``task_id`` (``anyfast create --jsonl``'s output).
     """
+    if any(not task_id.strip() for task_id in given):
+        raise Usage("a task id is empty")
     ids = list(given)
     for source in sources:
         for name, number, line in _lines(source):
@@ -291,13 +297,19 @@ class Report:
         """A task whose outcome the store already holds: nothing is asked of the server."""
         assert record.task_id is not None
         kind = _kind_of_record(record)
+        error_type = "TaskFailedError" if kind == "failed" else None
         if self.jsonl:
             json_line(
                 {
                     "task_id": record.task_id,
+                    "previous_status": None,
                     "status": record.status,
+                    "progress": 100 if kind == "succeeded" else None,
                     "is_terminal": True,
+                    "error_type": error_type,
                     "error": record.error,
+                    "result_url": None,
+                    "redelivered": False,
                     "download_path": record.download_path,
                     "outcome": kind,
                     "from_store": True,
@@ -305,7 +317,8 @@ class Report:
                 sys.stdout,
             )
         self.skipped += 1
-        self._count(record.task_id, kind, record.download_path or record.error or "")
+        detail = f"{error_type}: {record.error}" if error_type else record.download_path
+        self._count(record.task_id, kind, detail or "")
 
     def _count(self, task_id: str, kind: str, detail: str) -> None:
         self.kinds[kind] += 1
@@ -361,7 +374,8 @@ class Report:
                 sys.stdout,
             )
             return
-        out = sys.stdout if not interrupted else sys.stderr
+        # Piped, stdout holds only the tasks' lines (to be fed back with --ids-from).
+        out = sys.stdout if self.live and not interrupted else sys.stderr
         if self.live and self._shown:
             from rich.console import Console
             from rich.table import Table
@@ -394,8 +408,11 @@ def _store(path: str | None) -> SQLiteStore | None:
     return SQLiteStore(path) if path else None
 
 
-def _on_disk(path: str | None) -> bool:
-    return path is not None and os.path.isfile(path)
+def _in_folder(path: str | None, folder: Path) -> bool:
+    """Whether ``path`` is a file in ``folder``."""
+    if path is None or not os.path.isfile(path):
+        return False
+    return Path(path).resolve().parent == folder.resolve()
 
 
 async def _known(client: AnyFast, ids: list[str], folder: Path | None) -> dict[str, TaskRecord]:
@@ -411,7 +428,7 @@ async def _known(client: AnyFast, ids: list[str], folder: Path | None) -> dict[s
         if record.status == "FAILURE" or (
             record.status == "SUCCESS"
             and record.error is None
-            and (folder is None or _on_disk(record.download_path))
+            and (folder is None or _in_folder(record.download_path, folder))
         ):
             known[record.task_id] = record
     return known
@@ -482,9 +499,15 @@ async def _watch(
     seen: set[str] = set()
     waiting: set[str] | None = None
     all_ended = anyio.Event()
+    failed: list[Exception] = []  # the report could not be written (its reader went away)
 
     def ended(update: TaskUpdate) -> None:
-        report.ended(update)
+        try:
+            report.ended(update)
+        except Exception as exc:
+            failed.append(exc)
+            all_ended.set()
+            return
         seen.add(update.task_id)
         if waiting is not None:
             waiting.discard(update.task_id)
@@ -507,20 +530,27 @@ async def _watch(
             handles = watcher.add_many(todo)
         waiting = {handle.task_id for handle in handles} - seen
         if not waiting:
-            return
+            all_ended.set()
         if updates is None:
             await all_ended.wait()
-            return
-        async with updates, anyio.create_task_group() as group:
+        else:
+            async with updates, anyio.create_task_group() as group:
 
-            async def show() -> None:
-                async for update in updates:
-                    if not update.is_terminal:
-                        report.update(update)
+                async def show(updates: UpdateStream) -> None:
+                    async for update in updates:
+                        if not update.is_terminal:
+                            try:
+                                report.update(update)
+                            except Exception as exc:
+                                failed.append(exc)
+                                all_ended.set()
+                                return
 
-            group.start_soon(show)
-            await all_ended.wait()
-            group.cancel_scope.cancel()
+                group.start_soon(show, updates)
+                await all_ended.wait()
+                group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
 
 
 # -- creating a batch ---------------------------------------------------------------------------
@@ -566,10 +596,8 @@ def _digest(request: CreateRequest) -> str:
     return hashlib.sha256(msgspec.json.encode(request.body())).hexdigest()
 
 
-async def create_batch(args: argparse.Namespace, stop: Stop) -> int:
-    """Create a task for each prompt, at most ``--concurrency`` at once; print each id as
-    soon as it is known. With ``--store``, a prompt whose create was sent before is not sent
-    again."""
+def create_requests(args: argparse.Namespace) -> list[tuple[str, CreateRequest]]:
+    """The requests of ``anyfast create``: its prompts and ``--prompts`` files, checked."""
     defaults = {
         key: value
         for key, value in (
@@ -579,10 +607,22 @@ async def create_batch(args: argparse.Namespace, stop: Stop) -> int:
         )
         if value is not None
     }
-    requests = read_requests(args.prompt, args.prompts, defaults)
-    client = AnyFast(base_url=args.base_url, store=_store(args.store))
+    return read_requests(args.prompt, args.prompts, defaults)
+
+
+async def create_batch(
+    args: argparse.Namespace, requests: list[tuple[str, CreateRequest]], stop: Stop
+) -> int:
+    """Create a task for each request, at most ``--concurrency`` at once; print each id as
+    soon as it is known. With ``--store``, a request whose create was sent before is not
+    sent again. A refused key stops the batch."""
+    try:
+        client = AnyFast(base_url=args.base_url, store=_store(args.store))
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
     counts: Counter[str] = Counter()
     jsonl = args.jsonl
+    refused: list[AnyFastError] = []
 
     def created(where: str, task_id: str, *, earlier: bool = False) -> None:
         counts["earlier" if earlier else "created"] += 1
@@ -608,29 +648,38 @@ async def create_batch(args: argparse.Namespace, stop: Stop) -> int:
         else:
             print(f"anyfast: {where}: {kind}: {error}", file=sys.stderr, flush=True)
 
-    cancelled = False
-    try:
-        async with client:
+    async with client:  # a store in use fails here, before anything is reported
+        cancelled = False
+        try:
             todo = await _unsent(client, requests, created, failed, args.resend_unknown)
             limiter = anyio.CapacityLimiter(args.concurrency)
-
-            async def create(where: str, request: CreateRequest) -> None:
-                async with limiter:
-                    try:
-                        made = await client.create(request)
-                    except AnyFastError as exc:
-                        failed(where, exc, bool(getattr(exc, "sent", False)))
-                    else:
-                        created(where, made.task_id)
-
             async with anyio.create_task_group() as group:
+
+                async def create(where: str, request: CreateRequest) -> None:
+                    async with limiter:
+                        try:
+                            made = await client.create(request)
+                        except (AuthenticationError, PermissionDeniedError) as exc:
+                            refused.append(exc)  # every other create would be refused too
+                            group.cancel_scope.cancel()
+                        except AnyFastError as exc:
+                            failed(where, exc, exc.sent)
+                        except asyncio.CancelledError:
+                            if stop.signum is not None:
+                                failed(where, "stopped while being sent", True)
+                            raise
+                        else:
+                            created(where, made.task_id)
+
                 for where, request in todo:
                     group.start_soon(create, where, request)
-    except asyncio.CancelledError:
-        cancelled = True
-        raise
-    finally:
-        _create_summary(counts, len(requests), stop.name if cancelled else None, jsonl)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            _create_summary(counts, len(requests), stop.name if cancelled else None, jsonl)
+    if refused:
+        raise refused[0]
     if counts["maybe"] or counts["failed"]:
         return EXIT_API
     return EXIT_OK
@@ -651,6 +700,8 @@ async def _unsent(
     for record in await client.store.tasks():
         if record.body_sha256 is not None:
             earlier.setdefault(record.body_sha256, []).append(record)
+    for same in earlier.values():  # a task made (a resend, say) before a create in doubt
+        same.sort(key=lambda record: record.task_id is None)
     todo = []
     for where, request in requests:
         records = earlier.get(_digest(request))

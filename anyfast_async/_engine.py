@@ -281,14 +281,18 @@ class Engine:
         store = self.store
         if store is None:
             return await self._create(body)
-        intent = await store.intend(body)
+        with anyio.CancelScope(shield=True):  # recorded whole, then settled below
+            intent = await store.intend(body)
+        sending = False
         try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            sending = True
             created = await self._create(body)
         except BaseException as exc:
+            # Cancelled before the request went out: surely no task (forgotten).
+            maybe = sending and _maybe_created(exc)
             with anyio.CancelScope(shield=True):
-                await store.create_failed(
-                    intent, maybe_created=_maybe_created(exc), error=describe_error(exc)
-                )
+                await store.create_failed(intent, maybe_created=maybe, error=describe_error(exc))
             raise
         with anyio.CancelScope(shield=True):
             await store.created(intent, created.task_id)

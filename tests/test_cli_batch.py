@@ -192,10 +192,13 @@ async def test_ids_from_a_file_and_from_stdin(api: FakeAnyFast, tmp_path: Path) 
             check=False,
         )
     assert piped.returncode == 0, text(piped)
-    assert sorted(line.split("\t")[0] for line in piped.stdout.decode().splitlines()[:-1]) == [
-        "a",
-        "b",
-    ]
+    out = piped.stdout.decode()
+    assert sorted(line.split("\t")[0] for line in out.splitlines()) == ["a", "b"]
+    assert "2 of 2 tasks finished" in piped.stderr.decode()
+    # That output, fed back, is the same batch (its counts went to stderr).
+    (tmp_path / "out.txt").write_text(out)
+    again = await anyfast("wait", "--ids-from", str(tmp_path / "out.txt"), "--jsonl", server=api)
+    assert sorted(r["task_id"] for r in lines(again)[:-1]) == ["a", "b"]
 
 
 async def test_no_ids_is_a_usage_error(api: FakeAnyFast, tmp_path: Path) -> None:
@@ -207,6 +210,10 @@ async def test_no_ids_is_a_usage_error(api: FakeAnyFast, tmp_path: Path) -> None
     missing = await anyfast("watch", "--ids-from", str(tmp_path / "nope.txt"), server=api)
     assert missing.returncode == 2
     assert "cannot read" in missing.stderr.decode()
+    blank = await anyfast("wait", "", server=api)
+    assert blank.returncode == 2
+    assert blank.stdout == b""
+    assert "empty" in blank.stderr.decode()
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -443,6 +450,152 @@ async def test_with_a_store_create_sends_each_prompt_once(api: FakeAnyFast, tmp_
     )
     assert resent.returncode == 0, text(resent)
     assert len(api.created) == 4
+    for flags in (["--resend-unknown"], []):  # the resent one now stands for its prompt
+        once_more = await anyfast(
+            "create", "--prompts", str(prompts), "--store", store, *flags, server=api
+        )
+        assert once_more.returncode == 0, text(once_more)
+        assert len(api.created) == 4
+        assert sorted(once_more.stdout.decode().split()) == sorted(t.task_id for t in api.created)
     async with SQLiteStore(store, readonly=True) as records:
         made = [r for r in await records.tasks() if r.task_id is not None]
     assert len(made) == 4
+
+
+def read_then_close(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the command, read 10 bytes of its output and close it (as `head -c 10` does);
+    its exit code and its stderr."""
+    process = subprocess.Popen(  # noqa: S603 (our own command)
+        [sys.executable, "-m", "anyfast_async", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        process.stdout.read(10)
+        process.stdout.close()
+        code = process.wait(timeout=60)
+        return code, process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+async def test_a_reader_that_goes_away_ends_the_batch_quietly(api: FakeAnyFast) -> None:
+    """`anyfast wait ... | head -c 10`: the next outcome meets the closed pipe and the
+    command stops (exit 1, nothing on stderr) instead of watching on with nowhere to write."""
+    ids = [f"t{i}" for i in range(40)]
+    for i, task_id in enumerate(ids):  # ending one after the other
+        api.add_task(task_id, stages=[Stage(status="QUEUED", polls=1 + i), *success()])
+    code, errors = await anyio.to_thread.run_sync(
+        read_then_close, ["wait", *ids, "--jsonl", *FAST], env_for(api)
+    )
+    assert code == 1
+    assert errors == ""
+    assert sum(api.polls(task_id) for task_id in ids) < 40 * 5, "it did not watch on"
+
+
+async def test_a_store_does_not_stand_for_another_download_folder(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """A success recorded with its video in one folder is watched again (and its video
+    fetched) when the batch now downloads into another."""
+    api.add_task("a", stages=success(storage.add_file("a.mp4", b"A")))
+    store = str(tmp_path / "s.db")
+    for folder in ("v1", "v2"):
+        result = await anyfast(
+            "wait",
+            "a",
+            "--store",
+            store,
+            "--download",
+            str(tmp_path / folder),
+            *FAST,
+            server=api,
+        )
+        assert result.returncode == 0, text(result)
+        assert (tmp_path / folder / "a.mp4").read_bytes() == b"A"
+    assert file_gets(storage) == 2
+
+
+async def test_ids_from_a_file_always_download_into_a_folder(
+    api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
+) -> None:
+    """--ids-from means a batch, so -o is a folder even for a file of one id; a batch to a
+    new path that looks like a video file is refused."""
+    api.add_task("a", stages=success(storage.add_file("a.mp4", b"A")))
+    (tmp_path / "ids.txt").write_text("a\n")
+    result = await anyfast(
+        "download",
+        "--ids-from",
+        str(tmp_path / "ids.txt"),
+        "-o",
+        str(tmp_path / "out"),
+        *FAST,
+        server=api,
+    )
+    assert result.returncode == 0, text(result)
+    assert (tmp_path / "out" / "a.mp4").read_bytes() == b"A"
+    refused = await anyfast(
+        "download",
+        "a",
+        "--store",
+        str(tmp_path / "s.db"),
+        "-o",
+        str(tmp_path / "clip.mp4"),
+        server=api,
+    )
+    assert refused.returncode == 2
+    assert "looks like a file name" in refused.stderr.decode()
+
+
+async def test_a_refused_key_stops_a_create_batch(api: FakeAnyFast, tmp_path: Path) -> None:
+    """A 401 on one create stops the batch: the other prompts are not sent to be refused."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(10)))
+    result = await anyfast(
+        "create", "--prompts", str(prompts), "--concurrency", "1", key="sk-wrong", server=api
+    )
+    assert result.returncode == 4
+    assert "AuthenticationError" in result.stderr.decode()
+    assert "sk-wrong" not in text(result)
+    assert len([r for r in api.requests if r.method == "POST"]) == 1
+
+
+async def test_sigterm_while_creating(api: FakeAnyFast, tmp_path: Path) -> None:
+    """Stopped while creates are on the wire: those are reported as possibly made (and kept
+    as unknown in the store), the prompts never sent are not; a run again sends only those."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\nthree\nfour\n")
+    store = str(tmp_path / "s.db")
+    api.inject(Fault.slow(30), times=2)
+    command = ["create", "--prompts", str(prompts), "--store", store, "--jsonl"]
+    process = await anyio.open_process(
+        [sys.executable, "-m", "anyfast_async", *command, "--concurrency", "2"],
+        env=env_for(api),
+    )
+    async with process:
+        with anyio.fail_after(30):  # until both creates are on the wire
+            while api.in_flight < 2:
+                await anyio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert process.stdout is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            assert await process.wait() == 143
+    *made, summary = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert [(r["task_id"], r["sent"]) for r in made] == [(None, True), (None, True)]
+    assert summary["summary"]["maybe_created"] == 2
+    assert summary["summary"]["interrupted"] == "SIGTERM"
+    async with SQLiteStore(store, readonly=True) as records:
+        states = sorted(r.state for r in await records.tasks())
+    assert states == ["unknown", "unknown"], "the two never sent left no record"
+    posts = len([r for r in api.requests if r.method == "POST"])
+    again = await anyfast(*command, server=api)
+    assert again.returncode == 4, text(again)  # the two in doubt are not sent again
+    assert len([r for r in api.requests if r.method == "POST"]) == posts + 2
+    assert lines(again)[-1]["summary"]["created"] == 2

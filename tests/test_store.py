@@ -405,3 +405,32 @@ async def test_a_store_of_ones_own(server: FakeAnyFast, tmp_path: Path) -> None:
         assert (await handle.wait()).status is TaskStatus.SUCCESS
     assert mine.rows[created.task_id]["state"] == "finished"
     assert mine.rows[created.task_id]["handled"] is True
+
+
+async def test_a_create_cancelled_before_it_is_sent_is_forgotten(server: FakeAnyFast) -> None:
+    """Cancelled while its intent is being recorded, a create is recorded whole, then
+    settled as surely not made: nothing was sent."""
+    entered, release = anyio.Event(), anyio.Event()
+    settled: list[bool] = []
+
+    class SlowStore(ListStore):
+        async def intend(self, body: bytes) -> str:
+            entered.set()
+            await release.wait()
+            return await super().intend(body)
+
+        async def create_failed(self, intent_id: str, *, maybe_created: bool, error: str) -> None:
+            settled.append(maybe_created)
+            await super().create_failed(intent_id, maybe_created=maybe_created, error=error)
+
+    store = SlowStore()
+    async with (
+        AnyFast(server.api_key, base_url=server.base_url, store=store) as client,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(client.create_text_to_video, "A cat")
+        await entered.wait()
+        group.cancel_scope.cancel()
+        release.set()
+    assert settled == [False]
+    assert [r for r in server.requests if r.method == "POST"] == []
