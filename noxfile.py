@@ -41,6 +41,10 @@ def tests(session: nox.Session) -> None:
     would triple its time. Arguments replace the default paths: ``nox -s tests -- tests/x.py``.
     """
     session.install("-e", ".[dev]")
+    # The task store on Redis is tested against a real redis-server (Debian's package).
+    redis = debian_program(
+        session, "redis-server", "redis-server", required=bool(os.environ.get("CI"))
+    )
     session.run(
         "pytest",
         "--doctest-modules",
@@ -52,6 +56,7 @@ def tests(session: nox.Session) -> None:
         "--cov-fail-under=90",
         "--doctest-glob=*.md",
         *(session.posargs or [PACKAGE, "docs", "tests"]),
+        env={"ANYFAST_REDIS_SERVER": redis or ""},
     )
     if not session.posargs:
         session.run("pytest", "-m", "soak", "tests/test_soak.py")

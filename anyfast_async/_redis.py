@@ -1,0 +1,531 @@
+"""A task store on Redis: the records of :mod:`._store`, kept where many processes can reach
+them, and the leases by which a fleet shares the polling of its tasks.
+
+Layout (``ns`` is the namespace), every key declared to the scripts that touch it:
+
+- ``ns:rec``, a hash: one JSON record per task (``intent:<id>`` for a create whose answer has
+  not come), with the fields of :class:`~anyfast_async.TaskRecord` and, while a process holds
+  the task, its lease ``token``;
+- ``ns:due``, a sorted set of the tasks being watched, scored in milliseconds of Redis's own
+  clock: when someone should next look at the task. A task claimed by a process is scored at
+  its lease's end, so a task whose holder died is simply due again: no sweeper, no heartbeat.
+
+Every change is a Lua script reading the time from Redis (``TIME``), never from a client:
+clocks of different machines never meet. Writes are queued and sent as one script call per
+batch (one round trip for everything queued meanwhile); an awaited write returns once Redis
+has answered, which with ``appendfsync always`` means once it is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import uuid
+from typing import Any, Final
+
+import msgspec
+import yarl
+
+from ._store import StoreError, TaskRecord
+
+__all__ = ["Claim", "RedisStore"]
+
+#: Operations sent in one script call at most.
+_BATCH: Final = 2048
+
+_LIB: Final = """
+local rec = KEYS[1]
+local due = KEYS[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nowms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function get(key)
+  local v = redis.call('HGET', rec, key)
+  if v then return cjson.decode(v) end
+  return nil
+end
+local function put(key, r) redis.call('HSET', rec, key, cjson.encode(r)) end
+local function blank(v) return v == nil or v == cjson.null end
+"""
+
+# ARGV[1]: a JSON array of operations, each [name, ...]; returns a JSON array of errors.
+_APPLY: Final = (
+    _LIB
+    + """
+local ops = cjson.decode(ARGV[1])
+local errors = {}
+for i, op in ipairs(ops) do
+  local kind, key = op[1], op[2]
+  local r = nil
+  local err = cjson.null
+  if kind == 'intend' then
+    put('intent:' .. key, {intent_id = key, model = op[3], body_sha256 = op[4],
+                           state = 'creating', status = '', created_at = now})
+  elseif kind == 'created' then
+    r = get('intent:' .. key)
+    if r == nil then
+      err = 'no create ' .. key
+    else
+      redis.call('HDEL', rec, 'intent:' .. key)
+      local old = get(op[3])
+      if old ~= nil and not blank(old.deadline) then r.deadline = old.deadline end
+      r.task_id = op[3]
+      r.state = 'watching'
+      put(op[3], r)
+      redis.call('ZADD', due, 'NX', nowms, op[3])
+    end
+  elseif kind == 'create_failed' then
+    r = get('intent:' .. key)
+    if r ~= nil and op[3] then
+      r.state = 'unknown'
+      r.error = op[4]
+      put('intent:' .. key, r)
+    else
+      redis.call('HDEL', rec, 'intent:' .. key)
+    end
+  elseif kind == 'watching' then
+    r = get(key) or {task_id = key, status = '', created_at = now}
+    r.state = 'watching'
+    r.finished_at = nil
+    if blank(r.deadline) then r.deadline = op[3] end
+    put(key, r)
+    redis.call('ZADD', due, 'NX', nowms, key)
+  elseif kind == 'status' then
+    r = get(key)
+    if r ~= nil then r.status = op[3]; put(key, r) end
+  elseif kind == 'finished' then
+    r = get(key) or {task_id = key, created_at = now}
+    r.state = 'finished'
+    r.status = op[3]
+    r.error = op[4]
+    r.finished_at = now
+    r.token = nil
+    if op[5] then r.handled_at = now else r.handled_at = nil end
+    put(key, r)
+    redis.call('ZREM', due, key)
+  elseif kind == 'handled' then
+    r = get(key)
+    if r ~= nil and r.state == 'finished' then r.handled_at = now; put(key, r) end
+  elseif kind == 'downloaded' then
+    r = get(key)
+    if r ~= nil then r.download_path = op[3]; put(key, r) end
+  elseif kind == 'download_failed' then
+    r = get(key)
+    if r ~= nil then r.error = op[3]; put(key, r) end
+  elseif kind ~= 'flush' then
+    err = 'unknown operation ' .. tostring(kind)
+  end
+  errors[i] = err
+end
+return cjson.encode(errors)
+"""
+)
+
+# ARGV: how many at most, the lease in ms, a random nonce. Returns id, token, id, token, ...
+_CLAIM: Final = (
+    _LIB
+    + """
+local ids = redis.call('ZRANGEBYSCORE', due, '-inf', nowms, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for i, id in ipairs(ids) do
+  local r = get(id)
+  if r == nil or r.state ~= 'watching' then
+    redis.call('ZREM', due, id)
+  else
+    r.token = ARGV[3] .. ':' .. i
+    put(id, r)
+    redis.call('ZADD', due, nowms + tonumber(ARGV[2]), id)
+    out[#out + 1] = id
+    out[#out + 1] = r.token
+  end
+end
+return out
+"""
+)
+
+# ARGV[1]: the lease in ms, or -1 to give the tasks back (due again after ARGV[2] ms); then
+# id, token pairs. Returns the ids whose token no longer holds (another process took them).
+_RENEW: Final = (
+    _LIB
+    + """
+local lease = tonumber(ARGV[1])
+local stale = {}
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local r = get(id)
+  if r == nil or r.token ~= token or r.state ~= 'watching' then
+    stale[#stale + 1] = id
+  elseif lease >= 0 then
+    redis.call('ZADD', due, 'XX', nowms + lease, id)
+  else
+    r.token = nil
+    put(id, r)
+    redis.call('ZADD', due, 'XX', nowms + tonumber(ARGV[2]), id)
+  end
+end
+return stale
+"""
+)
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A task a process holds for the length of a lease: its id and the lease's token (only
+    the holder of the current token may renew or give it back)."""
+
+    task_id: str
+    token: str
+
+
+class _Stored(msgspec.Struct, kw_only=True):
+    """A record as the scripts keep it (absent fields are None)."""
+
+    task_id: str | None = None
+    intent_id: str | None = None
+    model: str = ""
+    body_sha256: str | None = None
+    state: str = "watching"
+    status: str = ""
+    created_at: float = 0.0
+    deadline: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    handled_at: float | None = None
+    download_path: str | None = None
+    token: str | None = None
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password."""
+    parsed = yarl.URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
+
+
+class RedisStore:
+    """A task store on Redis, for many processes and machines (``pip install
+    'anyfast-async[redis]'``).
+
+    It keeps the records a :class:`SQLiteStore` keeps, in a hash and a sorted set under
+    ``namespace``, and hands out the tasks being watched under leases (:meth:`claim`,
+    :meth:`renew`, :meth:`give_back`): a task is held by one process at a time, and a process
+    that dies without giving its tasks back loses them when their leases run out.
+
+    For nothing to be lost when Redis restarts, run it with ``appendonly yes`` and
+    ``appendfsync always`` (each reply then waits for the write to be on disk) and
+    ``maxmemory-policy noeviction``.
+
+    Args:
+        url: The Redis URL (``redis://[:password@]host:port/db``); its password is never
+            shown.
+        namespace: The prefix of every key (several fleets can share one Redis).
+        lease: Seconds a claimed task stays held without :meth:`renew`.
+    """
+
+    def __init__(self, url: str, *, namespace: str = "anyfast", lease: float = 30.0) -> None:
+        if not lease > 0:
+            raise ValueError(f"lease must be > 0, got {lease!r}")
+        if not namespace or "{" in namespace or "}" in namespace:
+            raise ValueError(f"namespace must be a non-empty name without braces: {namespace!r}")
+        self._url = url
+        self.namespace = namespace
+        """The prefix of every key."""
+        self.lease = lease
+        """Seconds a claimed task stays held without renewal."""
+        self._keys = [f"{namespace}:rec", f"{namespace}:due"]
+        self._redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._queue: list[tuple[list[Any], asyncio.Future[None] | None]] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        state = "open" if self._redis is not None else "closed"
+        return f"RedisStore({_redacted(self._url)!r}, namespace={self.namespace!r}, {state})"
+
+    # -- opening and closing -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect to Redis (checking that it answers) and start the writer."""
+        if self._redis is not None:
+            raise RuntimeError("the store is already open")
+        try:
+            import redis.asyncio
+        except ImportError:  # pragma: no cover (the extra is installed where this runs)
+            raise StoreError(
+                "RedisStore needs the redis package: pip install 'anyfast-async[redis]'"
+            ) from None
+        client = redis.asyncio.Redis.from_url(self._url, decode_responses=True)
+        try:
+            await client.ping()
+        except Exception as exc:
+            await client.aclose()
+            raise StoreError(
+                f"cannot reach Redis at {_redacted(self._url)}: {type(exc).__name__}"
+            ) from None
+        self._redis = client
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in (("apply", _APPLY), ("claim", _CLAIM), ("renew", _RENEW))
+        }
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_batches(), name="anyfast-async redis store writer"
+        )
+
+    async def aclose(self) -> None:
+        """Write what is queued, then disconnect."""
+        client = self._redis
+        if client is None:
+            return
+        self._closing = True
+        writer = self._writer
+        if writer is not None and self._wake is not None:
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(writer)
+        self._redis = None
+        self._writer = None
+        await client.aclose()
+
+    async def __aenter__(self) -> RedisStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _queue_op(self, op: list[Any], done: asyncio.Future[None] | None) -> None:
+        wake = self._wake
+        if wake is None or self._closing or self._redis is None:
+            raise RuntimeError("the store is not open")
+        self._queue.append((op, done))
+        wake.set()
+
+    async def _write(self, *op: Any) -> None:
+        """Queue one operation and wait until Redis has applied it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_op(list(op), done)
+        await done
+
+    def _write_soon(self, *op: Any) -> None:
+        """Queue one operation; it is sent with the next batch."""
+        self._queue_op(list(op), None)
+
+    async def _write_batches(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
+            errors: list[BaseException | None]
+            try:
+                reply = await self._scripts["apply"](
+                    keys=self._keys, args=[msgspec.json.encode([op for op, _ in batch]).decode()]
+                )
+                found = msgspec.json.decode(reply)
+                errors = [None if e is None else StoreError(str(e)) for e in found]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis did not answer: every caller hears of it
+                failure = StoreError(f"the Redis store failed: {type(exc).__name__}: {exc}")
+                errors = [failure] * len(batch)
+            for (_, done), error in zip(batch, errors, strict=True):
+                if done is None or done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+    # -- what the client records ---------------------------------------------------------------
+
+    async def intend(self, body: bytes) -> str:
+        """Record a create about to be sent; return its intent id, applied on return.
+
+        Args:
+            body: The create call's JSON body (its ``model`` is recorded, and a hash of it).
+        """
+        intent = uuid.uuid4().hex
+        try:
+            model = str(msgspec.json.decode(body).get("model", ""))
+        except (msgspec.DecodeError, AttributeError):
+            model = ""
+        await self._write("intend", intent, model, hashlib.sha256(body).hexdigest())
+        return intent
+
+    async def created(self, intent_id: str, task_id: str) -> None:
+        """The create of ``intent_id`` made ``task_id``: a task to watch.
+
+        Args:
+            intent_id: What :meth:`intend` returned.
+            task_id: The id of the task it created.
+        """
+        await self._write("created", intent_id, task_id)
+
+    async def create_failed(self, intent_id: str, *, maybe_created: bool, error: str) -> None:
+        """The create of ``intent_id`` failed: forgotten if it surely made no task, else
+        kept as ``"unknown"``.
+
+        Args:
+            intent_id: What :meth:`intend` returned.
+            maybe_created: Whether the request may have reached the server and made a task.
+            error: What went wrong.
+        """
+        await self._write("create_failed", intent_id, maybe_created, error)
+
+    def watching(self, task_id: str, deadline: float | None) -> None:
+        """A watch of ``task_id`` begins (queued): due at once, first deadline kept.
+
+        Args:
+            task_id: The task's id.
+            deadline: When the watch times out, in Unix seconds, or ``None``.
+        """
+        self._write_soon("watching", task_id, deadline)
+
+    def status(self, task_id: str, status: str) -> None:
+        """A new status was seen (queued).
+
+        Args:
+            task_id: The task's id.
+            status: The raw status.
+        """
+        self._write_soon("status", task_id, status)
+
+    async def finished(
+        self, task_id: str, status: str, error: str | None, *, handled: bool = False
+    ) -> None:
+        """The task's watch ended: it is no longer due, and its lease is gone.
+
+        Args:
+            task_id: The task's id.
+            status: The last raw status seen (``""`` if none).
+            error: Why it did not succeed, or ``None``.
+            handled: Record the outcome as handled at once.
+        """
+        await self._write("finished", task_id, status, error, handled)
+
+    async def handled(self, task_id: str) -> None:
+        """``on_terminal`` returned for the task's outcome.
+
+        Args:
+            task_id: The task's id.
+        """
+        await self._write("handled", task_id)
+
+    async def downloaded(self, task_id: str, path: str) -> None:
+        """The task's video was saved.
+
+        Args:
+            task_id: The task's id.
+            path: Where it was saved.
+        """
+        await self._write("downloaded", task_id, path)
+
+    async def download_failed(self, task_id: str, error: str) -> None:
+        """The task's video could not be saved.
+
+        Args:
+            task_id: The task's id.
+            error: Why.
+        """
+        await self._write("download_failed", task_id, error)
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is applied."""
+        await self._write("flush", "")
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[Claim]:
+        """Take up to ``limit`` of the tasks that are due (or whose holder's lease ran out)
+        for the length of a lease.
+
+        Args:
+            limit: Most tasks to take.
+        """
+        await self.flush()
+        nonce = secrets.token_hex(8)
+        reply = await self._scripts["claim"](
+            keys=self._keys, args=[limit, round(self.lease * 1000), nonce]
+        )
+        return [Claim(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+
+    async def renew(self, claims: list[Claim]) -> list[str]:
+        """Extend the leases of ``claims`` by :attr:`lease`; the ids no longer held (their
+        lease ran out and another process took them, or they finished).
+
+        Args:
+            claims: What :meth:`claim` gave.
+        """
+        return await self._lease(claims, round(self.lease * 1000), 0)
+
+    async def give_back(self, claims: list[Claim], *, after: float = 0.0) -> list[str]:
+        """End the leases of ``claims``: the tasks are due again ``after`` seconds from now
+        (for whichever process claims them); the ids that were no longer held.
+
+        Args:
+            claims: What :meth:`claim` gave.
+            after: Seconds until they are due again.
+        """
+        return await self._lease(claims, -1, round(after * 1000))
+
+    async def _lease(self, claims: list[Claim], lease_ms: int, after_ms: int) -> list[str]:
+        if self._redis is None:
+            raise RuntimeError("the store is not open")
+        args: list[Any] = [lease_ms, after_ms]
+        for claim in claims:
+            args += [claim.task_id, claim.token]
+        stale: list[str] = await self._scripts["renew"](keys=self._keys, args=args)
+        return stale
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def tasks(self, *, unfinished: bool = False, unhandled: bool = False) -> list[TaskRecord]:
+        """The records, oldest first (after every write queued so far).
+
+        Args:
+            unfinished: Only tasks still to be watched.
+            unhandled: Only finished tasks whose outcome ``on_terminal`` has not handled.
+        """
+        await self.flush()
+        raw: dict[str, str] = await self._redis.hgetall(self._keys[0])
+        decoder = msgspec.json.Decoder(_Stored)
+        records = []
+        for value in raw.values():
+            stored = decoder.decode(value)
+            if unfinished or unhandled:
+                keep = (unfinished and stored.state == "watching") or (
+                    unhandled and stored.state == "finished" and stored.handled_at is None
+                )
+                if not keep:
+                    continue
+            records.append((stored.created_at, _record(stored)))
+        records.sort(key=lambda item: item[0])
+        return [record for _, record in records]
+
+
+def _record(stored: _Stored) -> TaskRecord:
+    return TaskRecord(
+        task_id=stored.task_id,
+        intent_id=stored.intent_id,
+        model=stored.model,
+        state=stored.state,
+        status=stored.status,
+        created_at=stored.created_at,
+        deadline=stored.deadline,
+        finished_at=stored.finished_at,
+        error=stored.error,
+        handled=stored.handled_at is not None,
+        download_path=stored.download_path,
+        body_sha256=stored.body_sha256,
+    )

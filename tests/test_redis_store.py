@@ -1,0 +1,219 @@
+"""The task store on Redis, against a real redis-server started for the tests (Debian's
+package; `nox -s tests` installs it in CI): its records, its leases shared by several
+stores as by several processes, and what survives a restart of Redis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from anyfast_async import AnyFast, StoreError, TaskStore
+from anyfast_async._redis import Claim, RedisStore
+from anyfast_async.testing import FakeAnyFast, Stage
+
+pytestmark = pytest.mark.anyio
+
+
+class RedisServer:
+    """A redis-server of our own on a free loopback port, its data in ``folder``, with the
+    settings that lose nothing acknowledged (AOF, fsync before each reply)."""
+
+    def __init__(self, folder: Path) -> None:
+        executable = os.environ.get("ANYFAST_REDIS_SERVER") or shutil.which("redis-server")
+        if executable is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is required in CI")
+            pytest.skip("no redis-server (apt-get install redis-server)")
+        self.executable = executable
+        self.folder = folder
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (a fixed command line)
+            [
+                *(self.executable, "--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always"),
+                *("--save", "", "--daemonize", "no", "--loglevel", "warning"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything more."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+
+
+async def test_a_create_and_a_watch_are_recorded(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """The client records on Redis what it records on SQLite: the intent before the create,
+    the task, its statuses, its outcome and that it was handled."""
+    store = RedisStore(redis_server.url)
+    assert isinstance(store, TaskStore)
+    server.create_stages = [Stage(status="QUEUED"), Stage(status="SUCCESS", result_url="u")]
+    async with AnyFast(server.api_key, base_url=server.base_url, store=store) as client:
+        created = await client.create_text_to_video("A cat")
+        (record,) = await store.tasks()
+        assert (record.task_id, record.state, record.model) == (
+            created.task_id,
+            "watching",
+            "happyhorse-1.0-t2v",
+        )
+        assert record.body_sha256 is not None
+        async with client.watcher(poll_interval=0.01, on_terminal=lambda u: None) as watcher:
+            await watcher.add(created.task_id).wait()
+        (record,) = await store.tasks()
+    assert (record.state, record.status, record.error, record.handled) == (
+        "finished",
+        "SUCCESS",
+        None,
+        True,
+    )
+    assert record.finished_at is not None
+    assert record.finished_at >= record.created_at
+
+
+async def test_every_process_sees_the_same_records(redis_server: RedisServer) -> None:
+    """Two stores on one Redis (as two processes): what one writes the other reads, and a
+    namespace keeps fleets apart."""
+    async with (
+        RedisStore(redis_server.url) as one,
+        RedisStore(redis_server.url) as two,
+        RedisStore(redis_server.url, namespace="other") as other,
+    ):
+        one.watching("t1", 123.0)
+        one.watching("t1", 456.0)  # the first deadline is kept
+        intent = await one.intend(b'{"model": "m", "prompt": "p"}')
+        await one.create_failed(intent, maybe_created=True, error="ServerError: HTTP 500")
+        gone = await one.intend(b"{}")
+        await one.create_failed(gone, maybe_created=False, error="BadRequestError")
+        await one.flush()
+        records = {r.task_id: r for r in await two.tasks()}
+        assert await other.tasks() == []
+    assert set(records) == {"t1", None}
+    assert records["t1"].deadline == 123.0
+    assert records[None].state == "unknown"
+    assert records[None].error == "ServerError: HTTP 500"
+
+
+async def test_a_task_is_held_by_one_store_at_a_time(redis_server: RedisServer) -> None:
+    """Claims never overlap; a task given back is due again; a token that no longer holds
+    cannot renew or give back."""
+    async with (
+        RedisStore(redis_server.url) as one,
+        RedisStore(redis_server.url) as two,
+    ):
+        for i in range(100):
+            one.watching(f"t{i}", None)
+        got_one, got_two = await one.claim(60), await two.claim(60)
+        assert len(got_one) == 60
+        assert len(got_two) == 40
+        assert not {c.task_id for c in got_one} & {c.task_id for c in got_two}
+        assert await one.claim(10) == [], "every task is held"
+        assert await one.renew(got_one) == []
+        assert await two.renew([Claim("t0", "forged:1")]) == ["t0"]
+        assert await one.give_back(got_one[:5]) == []
+        again = await two.claim(10)
+        assert {c.task_id for c in again} == {c.task_id for c in got_one[:5]}
+        assert await one.renew(got_one[:5]) == [c.task_id for c in got_one[:5]], "now two's"
+        await one.finished(got_one[5].task_id, "SUCCESS", None)
+        assert await one.renew(got_one[5:6]) == [got_one[5].task_id], "a finished task"
+
+
+async def test_a_dead_holder_loses_its_tasks_when_its_lease_runs_out(
+    redis_server: RedisServer,
+) -> None:
+    """A store that claims and never renews (a process that died) holds its tasks only for
+    its lease, measured by Redis's clock: then another store claims them."""
+    async with (
+        RedisStore(redis_server.url, lease=0.5) as dead,
+        RedisStore(redis_server.url) as alive,
+    ):
+        dead.watching("t1", None)
+        (held,) = await dead.claim(1)
+        claimed_at = time.monotonic()
+        assert await alive.claim(1) == [], "held"
+        with anyio.fail_after(10):
+            while not (taken := await alive.claim(1)):
+                await anyio.sleep(0.02)
+        assert time.monotonic() - claimed_at >= 0.45
+        assert taken[0].task_id == "t1"
+        assert await dead.renew([held]) == ["t1"], "the dead holder's token no longer holds"
+
+
+async def test_a_restart_of_redis_loses_nothing_acknowledged(
+    redis_server: RedisServer,
+) -> None:
+    """With `appendonly yes` and `appendfsync always`, every write Redis answered is on
+    disk: SIGKILL Redis, start it again on its files, and every record and every due task
+    is there."""
+    async with RedisStore(redis_server.url) as store:
+        for i in range(500):
+            store.watching(f"t{i}", None)
+        for i in range(0, 500, 2):
+            store.status(f"t{i}", "IN_PROGRESS")
+        await store.finished("t1", "FAILURE", "moderation")
+        await store.flush()
+    redis_server.kill()
+    redis_server.start()
+    async with RedisStore(redis_server.url) as store:
+        records = {r.task_id: r for r in await store.tasks()}
+        claims = await store.claim(1000)
+    assert len(records) == 500
+    assert records["t2"].status == "IN_PROGRESS"
+    assert (records["t1"].state, records["t1"].error) == ("finished", "moderation")
+    assert len(claims) == 499, "every unfinished task is due"
+
+
+async def test_the_password_is_never_shown(redis_server: RedisServer) -> None:
+    store = RedisStore("redis://:s3cret-PASSWORD@127.0.0.1:1/0")
+    assert "s3cret" not in repr(store)
+    with pytest.raises(StoreError) as info:
+        await store.open()
+    assert "s3cret" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="lease"):
+        RedisStore("redis://localhost", lease=0)
+    with pytest.raises(ValueError, match="namespace"):
+        RedisStore("redis://localhost", namespace="a{b}")
