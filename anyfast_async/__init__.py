@@ -47,6 +47,7 @@ from ._models import (
     Task,
     TaskStatus,
 )
+from ._redis import Claim, RedisStore
 from ._requests import (
     CreateRequest,
     ImageToVideo,
@@ -73,6 +74,7 @@ __all__ = [
     "AnyFastError",
     "AuthenticationError",
     "BadRequestError",
+    "Claim",
     "CreateAndWatchStream",
     "CreateRequest",
     "CreatedTask",
@@ -88,6 +90,7 @@ __all__ = [
     "RateLimitError",
     "Ratio",
     "RawCreate",
+    "RedisStore",
     "ReferenceToVideo",
     "Resolution",
     "ResponseDecodeError",

@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from ._config import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._engine import Engine
+from ._fleet import Fleet
 from ._models import Task
+from ._redis import RedisStore
 from ._updates import Outcomes, TaskUpdate
 from ._watch import (
     UpdateStream,
@@ -325,14 +327,15 @@ class WatchCalls:
                 download_concurrency,
                 skip_existing=skip_existing,
             )
-        return Watcher(
-            new_scheduler(
-                self._engine,
-                concurrency=concurrency,
-                timeout=timeout,
-                poll=poll,
-                poll_interval=poll_interval,
-                close_when_idle=False,
-                on_terminal=on_terminal,
-            )
+        scheduler = new_scheduler(
+            self._engine,
+            concurrency=concurrency,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            close_when_idle=False,
+            on_terminal=on_terminal,
         )
+        store = self._engine.store
+        fleet = Fleet(scheduler, store) if isinstance(store, RedisStore) else None
+        return Watcher(scheduler, fleet)

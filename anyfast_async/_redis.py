@@ -90,30 +90,48 @@ for i, op in ipairs(ops) do
     r.state = 'watching'
     r.finished_at = nil
     if blank(r.deadline) then r.deadline = op[3] end
+    if not blank(op[4]) then r.origin = op[4] end
     put(key, r)
     redis.call('ZADD', due, 'NX', nowms, key)
   elseif kind == 'status' then
     r = get(key)
     if r ~= nil then r.status = op[3]; put(key, r) end
   elseif kind == 'finished' then
+    -- Until its outcome is handled, a finished task stays due at its lease's end: if its
+    -- holder dies first, another process takes it and delivers the outcome again.
     r = get(key) or {task_id = key, created_at = now}
     r.state = 'finished'
     r.status = op[3]
     r.error = op[4]
     r.finished_at = now
-    r.token = nil
-    if op[5] then r.handled_at = now else r.handled_at = nil end
+    if op[5] then
+      r.handled_at = now
+      r.token = nil
+      redis.call('ZREM', due, key)
+    else
+      r.handled_at = nil
+    end
     put(key, r)
-    redis.call('ZREM', due, key)
   elseif kind == 'handled' then
     r = get(key)
-    if r ~= nil and r.state == 'finished' then r.handled_at = now; put(key, r) end
+    if r ~= nil and r.state == 'finished' then
+      r.handled_at = now
+      r.token = nil
+      put(key, r)
+      redis.call('ZREM', due, key)
+    end
   elseif kind == 'downloaded' then
     r = get(key)
     if r ~= nil then r.download_path = op[3]; put(key, r) end
   elseif kind == 'download_failed' then
     r = get(key)
     if r ~= nil then r.error = op[3]; put(key, r) end
+  elseif kind == 'notify' then
+    r = get(key)
+    if r ~= nil and not blank(r.origin) and r.origin ~= op[3] then
+      redis.call('XADD', KEYS[3] .. r.origin, 'MAXLEN', '~', 100000, '*', 'task', key,
+                 'outcome', op[4])
+    end
   elseif kind ~= 'flush' then
     err = 'unknown operation ' .. tostring(kind)
   end
@@ -131,7 +149,8 @@ local ids = redis.call('ZRANGEBYSCORE', due, '-inf', nowms, 'LIMIT', 0, tonumber
 local out = {}
 for i, id in ipairs(ids) do
   local r = get(id)
-  if r == nil or r.state ~= 'watching' then
+  local unhandled = r ~= nil and r.state == 'finished' and blank(r.handled_at)
+  if r == nil or (r.state ~= 'watching' and not unhandled) then
     redis.call('ZREM', due, id)
   else
     r.token = ARGV[3] .. ':' .. i
@@ -139,6 +158,8 @@ for i, id in ipairs(ids) do
     redis.call('ZADD', due, nowms + tonumber(ARGV[2]), id)
     out[#out + 1] = id
     out[#out + 1] = r.token
+    if blank(r.deadline) then out[#out + 1] = '' else out[#out + 1] = tostring(r.deadline) end
+    if unhandled then out[#out + 1] = '1' else out[#out + 1] = '' end
   end
 end
 return out
@@ -155,7 +176,7 @@ local stale = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local r = get(id)
-  if r == nil or r.token ~= token or r.state ~= 'watching' then
+  if r == nil or r.token ~= token or (r.state ~= 'watching' and not blank(r.handled_at)) then
     stale[#stale + 1] = id
   elseif lease >= 0 then
     redis.call('ZADD', due, 'XX', nowms + lease, id)
@@ -171,11 +192,15 @@ return stale
 
 
 class Claim(msgspec.Struct, frozen=True):
-    """A task a process holds for the length of a lease: its id and the lease's token (only
-    the holder of the current token may renew or give it back)."""
+    """A task a process holds for the length of a lease: its id, the lease's token (only
+    the holder of the current token may renew or give it back), the task's deadline (Unix
+    seconds, or ``None``), and whether it had finished but its outcome was not handled (its
+    holder died first: it is polled again and its outcome delivered again)."""
 
     task_id: str
     token: str
+    deadline: float | None = None
+    redeliver: bool = False
 
 
 class _Stored(msgspec.Struct, kw_only=True):
@@ -220,11 +245,28 @@ class RedisStore:
             shown.
         namespace: The prefix of every key (several fleets can share one Redis).
         lease: Seconds a claimed task stays held without :meth:`renew`.
+        poll: Whether a watcher of this process polls tasks for the fleet; ``False`` for a
+            process that only adds tasks and waits for them (a web app's replicas).
+        hold: Most tasks a watcher of this process holds and polls at a time.
     """
 
-    def __init__(self, url: str, *, namespace: str = "anyfast", lease: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "anyfast",
+        lease: float = 30.0,
+        poll: bool = True,
+        hold: int = 1000,
+    ) -> None:
         if not lease > 0:
             raise ValueError(f"lease must be > 0, got {lease!r}")
+        if hold < 1:
+            raise ValueError(f"hold must be >= 1, got {hold!r}")
+        self.poll = poll
+        """Whether this process polls tasks for the fleet (else it only adds and waits)."""
+        self.hold = hold
+        """Most tasks this process holds (and polls) at a time."""
         if not namespace or "{" in namespace or "}" in namespace:
             raise ValueError(f"namespace must be a non-empty name without braces: {namespace!r}")
         self._url = url
@@ -232,8 +274,11 @@ class RedisStore:
         """The prefix of every key."""
         self.lease = lease
         """Seconds a claimed task stays held without renewal."""
-        self._keys = [f"{namespace}:rec", f"{namespace}:due"]
+        self._keys = [f"{namespace}:rec", f"{namespace}:due", f"{namespace}:inbox:"]
+        self.origin = secrets.token_hex(8)
+        """This store's name in the fleet: tasks it adds are answered to its inbox."""
         self._redis: Any = None
+        self._reader: Any = None
         self._scripts: dict[str, Any] = {}
         self._queue: list[tuple[list[Any], asyncio.Future[None] | None]] = []
         self._wake: asyncio.Event | None = None
@@ -265,6 +310,10 @@ class RedisStore:
                 f"cannot reach Redis at {_redacted(self._url)}: {type(exc).__name__}"
             ) from None
         self._redis = client
+        # Blocking reads get a connection of their own, and a socket timeout beyond them.
+        self._reader = redis.asyncio.Redis.from_url(
+            self._url, decode_responses=True, socket_timeout=30
+        )
         self._scripts = {
             name: client.register_script(source)
             for name, source in (("apply", _APPLY), ("claim", _CLAIM), ("renew", _RENEW))
@@ -288,7 +337,10 @@ class RedisStore:
                 await asyncio.shield(writer)
         self._redis = None
         self._writer = None
+        reader, self._reader = self._reader, None
         await client.aclose()
+        if reader is not None:
+            await reader.aclose()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()
@@ -390,7 +442,7 @@ class RedisStore:
             task_id: The task's id.
             deadline: When the watch times out, in Unix seconds, or ``None``.
         """
-        self._write_soon("watching", task_id, deadline)
+        self._write_soon("watching", task_id, deadline, self.origin)
 
     def status(self, task_id: str, status: str) -> None:
         """A new status was seen (queued).
@@ -440,6 +492,33 @@ class RedisStore:
         """
         await self._write("download_failed", task_id, error)
 
+    async def notify(self, task_id: str, outcome: bytes) -> None:
+        """Tell the process that added ``task_id`` (if not this one) how it ended.
+
+        Args:
+            task_id: The task's id.
+            outcome: The outcome, encoded (see the fleet).
+        """
+        await self._write("notify", task_id, self.origin, outcome.decode())
+
+    async def inbox(self, after: str, *, block: float) -> list[tuple[str, str, bytes]]:
+        """The outcomes told to this store since the message ``after`` (``"0"``: all),
+        waiting up to ``block`` seconds for one: (message id, task id, outcome).
+
+        Args:
+            after: The id of the last message read.
+            block: Seconds to wait when there is none yet.
+        """
+        if self._reader is None:
+            raise RuntimeError("the store is not open")
+        stream = self._keys[2] + self.origin
+        reply = await self._reader.xread({stream: after}, block=round(block * 1000), count=1000)
+        found = []
+        for _, messages in reply or ():
+            for message_id, fields in messages:
+                found.append((message_id, fields["task"], fields["outcome"].encode()))
+        return found
+
     async def flush(self) -> None:
         """Wait until every write queued so far is applied."""
         await self._write("flush", "")
@@ -458,7 +537,15 @@ class RedisStore:
         reply = await self._scripts["claim"](
             keys=self._keys, args=[limit, round(self.lease * 1000), nonce]
         )
-        return [Claim(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+        return [
+            Claim(
+                reply[i],
+                reply[i + 1],
+                float(reply[i + 2]) if reply[i + 2] else None,
+                redeliver=bool(reply[i + 3]),
+            )
+            for i in range(0, len(reply), 4)
+        ]
 
     async def renew(self, claims: list[Claim]) -> list[str]:
         """Extend the leases of ``claims`` by :attr:`lease`; the ids no longer held (their

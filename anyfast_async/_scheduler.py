@@ -104,6 +104,7 @@ class Entry:
         "outcome",
         "path",
         "progress",
+        "remote",
         "same",
         "settled",
         "started",
@@ -119,6 +120,7 @@ class Entry:
         self.path: str | None = None if path == _PREFIX + task_id else path
         self.started = started
         self.answered = started
+        self.remote = False  # polled by another process of a fleet: this one only waits
         self.timeout = timeout
         self.task: Task | None = None
         self.status: TaskStatus | None = None
@@ -234,6 +236,9 @@ class Scheduler:
         self._cancel: anyio.CancelScope | None = None
         self._closed = False
         self.problem: BaseException | None = None
+        #: Called with each task polled here that ends, before its outcome is recorded (a
+        #: fleet tells the process that added it).
+        self.on_finished: Callable[[str, Task | AnyFastError], Awaitable[None]] | None = None
         self._in_flight = 0
         self._polls = 0
         self._errors = 0
@@ -243,8 +248,11 @@ class Scheduler:
 
     # -- adding tasks ----------------------------------------------------------------------
 
-    def add(self, task_id: str, timeout: float | UnsetType | None = UNSET) -> Entry:
-        """Watch ``task_id`` (once: adding it again returns the same entry)."""
+    def add(
+        self, task_id: str, timeout: float | UnsetType | None = UNSET, *, remote: bool = False
+    ) -> Entry:
+        """Watch ``task_id`` (once: adding it again returns the same entry). ``remote``: it is
+        recorded, and waited for here, but polled by whichever process of a fleet holds it."""
         path = task_path(task_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
@@ -260,8 +268,69 @@ class Scheduler:
             self._store.watching(task_id, None if limit is None else time.time() + limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
-        self._push(entry, now)
+        if remote:
+            entry.remote = True
+        else:
+            self._push(entry, now)
         return entry
+
+    # -- a fleet: tasks held here, outcomes from elsewhere -----------------------------------
+
+    def hold(self, task_id: str, deadline: float | None, *, redeliver: bool = False) -> bool:
+        """Poll ``task_id`` here from now on (this process of a fleet holds its lease), until
+        it ends or :meth:`let_go`; ``deadline`` in Unix seconds. ``redeliver``: it ended
+        before, and its outcome is delivered again. Whether it is new here."""
+        if self._closed:
+            return False
+        if redeliver:
+            self._redeliver.add(task_id)
+        entry = self._entries.get(task_id)
+        now = self._now()
+        if entry is None:
+            timeout = None if deadline is None else max(deadline - time.time(), _PAST_DEADLINE)
+            entry = Entry(task_id, task_path(task_id), now, timeout)
+            self._entries[task_id] = entry
+            self._by_status[_UNSEEN] += 1
+        elif not entry.remote:
+            return False
+        entry.remote = False
+        self._push(entry, now)
+        return True
+
+    def let_go(self, task_id: str, *, waited_here: bool) -> None:
+        """Stop polling ``task_id`` (its lease went to another process): it goes on being
+        waited for here if it was added here (``waited_here``), else it is forgotten."""
+        entry = self._entries.get(task_id)
+        if entry is None or entry.done:
+            return
+        if waited_here:
+            entry.remote = True  # left in the heap, skipped when it comes up
+            return
+        entry.done = entry.settled = True
+        del self._entries[task_id]
+        self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
+
+    async def settle(self, task_id: str, outcome: Task | AnyFastError) -> None:
+        """The outcome of a task another process polled: its waiters and readers get it
+        (its holder recorded it and ran ``on_terminal``)."""
+        entry = self._entries.get(task_id)
+        if entry is None or entry.done:
+            return
+        previous = entry.status
+        if isinstance(outcome, Task):
+            entry.status = outcome.status
+            entry.task = outcome
+            update = entry.update(outcome, previous=previous, terminal=True)
+        else:
+            task = getattr(outcome, "task", None) or getattr(outcome, "last_task", None)
+            if isinstance(task, Task):
+                entry.status = task.status
+                entry.task = task
+            update = entry.update(entry.task, previous=previous, terminal=True, error=outcome)
+        if previous is not entry.status:
+            self._by_status[_UNSEEN if previous is None else previous.value] -= 1
+            self._by_status[_UNSEEN if entry.status is None else entry.status.value] += 1
+        await self._finish(entry, outcome, update, here=False)
 
     async def resume(self) -> list[Entry]:
         """Watch again every task of the client's store that is unfinished (with its recorded
@@ -411,7 +480,7 @@ class Scheduler:
             now = self._now()
             while idle and heap and heap[0][0] <= now + _SLACK:
                 entry = heapq.heappop(heap)[1]
-                if entry.done:
+                if entry.done or entry.remote:
                     continue
                 while idle:
                     waiter = idle.popleft()
@@ -452,7 +521,7 @@ class Scheduler:
                 if next_entry is None:
                     return
                 entry = next_entry
-            if entry.done:
+            if entry.done or entry.remote:
                 continue
             now = loop.time()
             timeout = entry.timeout
@@ -582,7 +651,17 @@ class Scheduler:
         error.__cause__ = entry.last_error
         await self._finish(entry, error, entry.ended(error))
 
-    async def _finish(self, entry: Entry, outcome: Task | AnyFastError, update: TaskUpdate) -> None:
+    async def _finish(
+        self,
+        entry: Entry,
+        outcome: Task | AnyFastError,
+        update: TaskUpdate,
+        *,
+        here: bool = True,
+    ) -> None:
+        """End a task's watch: record its outcome, hand it to ``on_terminal``, wake its
+        waiters, tell the readers. Not ``here``: another process of a fleet polled it and did
+        the recording and ``on_terminal``; only the waiting is left."""
         if entry.done:
             return
         entry.done = True
@@ -602,7 +681,10 @@ class Scheduler:
             self._redeliver.discard(entry.task_id)
             update = msgspec.structs.replace(update, redelivered=True)
         try:
-            store = self._store
+            store = self._store if here else None
+            if here and self.on_finished is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.on_finished(entry.task_id, outcome)
             if store is not None:
                 with anyio.CancelScope(shield=True):  # an outcome is recorded whole
                     await store.finished(
@@ -611,7 +693,7 @@ class Scheduler:
                         None if isinstance(outcome, Task) else str(outcome),
                         handled=self._on_terminal is None,
                     )
-            if self._on_terminal is not None and await self._deliver(update) and store:
+            if here and self._on_terminal is not None and await self._deliver(update) and store:
                 with anyio.CancelScope(shield=True):
                     await store.handled(entry.task_id)
         finally:  # a waiter wakes even when the delivery is cancelled (the watcher closing)

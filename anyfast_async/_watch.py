@@ -21,6 +21,7 @@ from ._config import DEFAULT_POLL, UNSET, PollPolicy, UnsetType
 from ._download import download, remove_partial_files
 from ._engine import Engine
 from ._exceptions import AnyFastError, TaskFailedError
+from ._fleet import Fleet
 from ._models import CreatedTask, Task
 from ._scheduler import Entry, Scheduler
 from ._store import describe_error
@@ -303,14 +304,17 @@ class Watcher:
     with a ``RuntimeError`` for their waiters.
     """
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, fleet: Fleet | None = None) -> None:
         self._scheduler = scheduler
+        self._fleet = fleet
 
     def __repr__(self) -> str:
         return f"<Watcher watching={len(self._scheduler)}>"
 
     async def __aenter__(self) -> Watcher:
         self._scheduler.start()
+        if self._fleet is not None:
+            self._fleet.start()
         return self
 
     async def __aexit__(
@@ -322,7 +326,10 @@ class Watcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop polling; waiters of unfinished tasks get a ``RuntimeError``."""
+        """Stop polling; waiters of unfinished tasks get a ``RuntimeError``. In a fleet, the
+        tasks this process held are given back to the others at once."""
+        if self._fleet is not None:
+            await self._fleet.aclose()
         await self._scheduler.aclose()
 
     def add(self, task_id: str, *, timeout: float | UnsetType | None = UNSET) -> TaskHandle:
@@ -342,6 +349,8 @@ class Watcher:
         """
         if not self._scheduler.running:
             raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
+        if self._fleet is not None:
+            return TaskHandle(self._fleet.add(task_id, timeout))
         return TaskHandle(self._scheduler.add(task_id, timeout))
 
     async def resume(self) -> list[TaskHandle]:
@@ -357,6 +366,8 @@ class Watcher:
         """
         if not self._scheduler.running:
             raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
+        if self._fleet is not None:  # the fleet takes over unfinished tasks by itself
+            return []
         return [TaskHandle(entry) for entry in await self._scheduler.resume()]
 
     def add_many(

@@ -16,8 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from anyfast_async import AnyFast, StoreError, TaskStore
-from anyfast_async._redis import Claim, RedisStore
+from anyfast_async import AnyFast, Claim, RedisStore, StoreError, TaskFailedError, TaskStore
 from anyfast_async.testing import FakeAnyFast, Stage
 
 pytestmark = pytest.mark.anyio
@@ -154,8 +153,17 @@ async def test_a_task_is_held_by_one_store_at_a_time(redis_server: RedisServer) 
         again = await two.claim(10)
         assert {c.task_id for c in again} == {c.task_id for c in got_one[:5]}
         assert await one.renew(got_one[:5]) == [c.task_id for c in got_one[:5]], "now two's"
-        await one.finished(got_one[5].task_id, "SUCCESS", None)
+        await one.finished(got_one[5].task_id, "SUCCESS", None, handled=True)
         assert await one.renew(got_one[5:6]) == [got_one[5].task_id], "a finished task"
+        # Finished, outcome not handled: still held (on_terminal runs), and if given back
+        # (its holder died), claimed again to be delivered again.
+        await one.finished(got_one[6].task_id, "SUCCESS", None)
+        assert await one.renew(got_one[6:7]) == []
+        await one.give_back(got_one[6:7])
+        (redelivered,) = await two.claim(1)
+        assert (redelivered.task_id, redelivered.redeliver) == (got_one[6].task_id, True)
+        await two.handled(redelivered.task_id)
+        assert await two.renew([redelivered]) == [redelivered.task_id]
 
 
 async def test_a_dead_holder_loses_its_tasks_when_its_lease_runs_out(
@@ -190,7 +198,7 @@ async def test_a_restart_of_redis_loses_nothing_acknowledged(
             store.watching(f"t{i}", None)
         for i in range(0, 500, 2):
             store.status(f"t{i}", "IN_PROGRESS")
-        await store.finished("t1", "FAILURE", "moderation")
+        await store.finished("t1", "FAILURE", "moderation", handled=True)
         await store.flush()
     redis_server.kill()
     redis_server.start()
@@ -217,3 +225,45 @@ def test_bad_arguments() -> None:
         RedisStore("redis://localhost", lease=0)
     with pytest.raises(ValueError, match="namespace"):
         RedisStore("redis://localhost", namespace="a{b}")
+
+
+async def test_a_task_added_in_one_process_is_polled_by_another(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """A process that only adds and waits (poll=False) gets every outcome, whichever
+    process polled the task; on_terminal runs once per task, in the process that polled it."""
+    for i in range(30):
+        stages = [
+            Stage(status="QUEUED"),
+            Stage(status="SUCCESS", result_url=f"https://cdn.example/{i}.mp4"),
+        ]
+        if i % 10 == 9:
+            stages = [Stage(status="QUEUED"), Stage(status="FAILURE", fail_reason="moderation")]
+        server.add_task(f"t{i}", stages=stages)
+    delivered: list[str] = []
+    adder_store = RedisStore(redis_server.url, poll=False)
+    poller_store = RedisStore(redis_server.url)
+    async with (
+        AnyFast(server.api_key, base_url=server.base_url, store=adder_store) as adder,
+        AnyFast(server.api_key, base_url=server.base_url, store=poller_store) as poller,
+        adder.watcher(poll_interval=0.01) as waiting,
+        poller.watcher(
+            poll_interval=0.01, on_terminal=lambda u: delivered.append(u.task_id)
+        ) as polling,
+    ):
+        handles = waiting.add_many([f"t{i}" for i in range(30)])
+        with anyio.fail_after(30):
+            outcomes = {}
+            for handle in handles:
+                try:
+                    outcomes[handle.task_id] = (await handle.wait()).result_url
+                except TaskFailedError as exc:
+                    outcomes[handle.task_id] = f"failed: {exc.reason}"
+        assert len(polling) == 0
+    assert outcomes == {
+        f"t{i}": "failed: moderation" if i % 10 == 9 else f"https://cdn.example/{i}.mp4"
+        for i in range(30)
+    }
+    assert sorted(delivered) == sorted(f"t{i}" for i in range(30))
+    polled_by_adder = [r for r in server.requests if r.headers.get("Authorization") and r.task_id]
+    assert len(polled_by_adder) == 60, "two polls a task, all by the poller"

@@ -1,0 +1,152 @@
+"""A fleet on Redis, with real processes: one process adds tasks and waits for them, three
+worker processes poll them, and one worker is SIGKILLed midway. Against a real redis-server
+and a fake AnyFast in a process of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+import anyio
+import pytest
+
+from anyfast_async import AnyFast, RedisStore, Task, TaskFailedError
+
+from .test_redis_store import RedisServer, redis_server  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.anyio
+
+PROGRAMS = Path(__file__).parent / "programs"
+KEY = "sk-fleet-test"
+TASKS = 300
+
+
+class FakeAPI:
+    """tests/programs/fake_api.py: FakeAnyFast in a process of its own."""
+
+    def __init__(self, stage_seconds: float) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (our own program)
+            [sys.executable, str(PROGRAMS / "fake_api.py"), KEY, str(stage_seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.base_url = self._line().strip()
+
+    def _line(self) -> str:
+        stdout: IO[bytes] | None = self.process.stdout
+        assert stdout is not None
+        return stdout.readline().decode()
+
+    def polls(self) -> int:
+        """Task queries answered so far."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(b"?\n")
+        stdin.flush()
+        return int(json.loads(self._line())["polls"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def worker(redis_url: str, base_url: str, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(  # noqa: S603 (our own program)
+        [sys.executable, str(PROGRAMS / "fleet_worker.py"), redis_url, base_url, KEY, str(log)],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    return process
+
+
+def prompt(i: int) -> str:
+    return f"clip {i} (moderation)" if i % 10 == 9 else f"clip {i}"
+
+
+async def create(client: AnyFast, count: int) -> list[str]:
+    ids: list[str] = []
+    for i in range(count):
+        ids.append((await client.create_text_to_video(prompt(i))).task_id)
+    return ids
+
+
+async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
+    redis_server: RedisServer,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """Every handle in the adding process gets the right outcome; on_terminal ran for every
+    task, twice only for tasks the killed worker had delivered; polls per task within 1.1x
+    of one process watching alone."""
+    api = await anyio.to_thread.run_sync(FakeAPI, 0.5)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        # One process alone: the polls per task to compare with.
+        async with AnyFast(KEY, base_url=api.base_url) as alone:
+            ids = await create(alone, TASKS)
+            before = await anyio.to_thread.run_sync(api.polls)
+            async with alone.watcher(concurrency=48, poll_interval=0.25, timeout=None) as w:
+                with anyio.fail_after(60):
+                    for handle in w.add_many(ids):
+                        with contextlib.suppress(TaskFailedError):
+                            await handle.wait()
+            polls_alone = await anyio.to_thread.run_sync(api.polls) - before
+
+        logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+        for log in logs:
+            workers.append(
+                await anyio.to_thread.run_sync(worker, redis_server.url, api.base_url, log)
+            )
+        store = RedisStore(redis_server.url, poll=False)
+        async with AnyFast(KEY, base_url=api.base_url, store=store) as adder:
+            ids = await create(adder, TASKS)
+            before = await anyio.to_thread.run_sync(api.polls)
+            async with adder.watcher(timeout=None) as watcher:
+                handles = watcher.add_many(ids)
+                outcomes: dict[str, object] = {}
+                killed = False
+                with anyio.fail_after(60):
+                    for handle in handles:
+                        try:
+                            outcomes[handle.task_id] = await handle.wait()
+                        except TaskFailedError as exc:
+                            outcomes[handle.task_id] = exc
+                        if len(outcomes) == 50 and not killed:
+                            workers[0].send_signal(signal.SIGKILL)
+                            workers[0].wait()
+                            killed = True
+            polls_fleet = await anyio.to_thread.run_sync(api.polls) - before
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers:
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()
+        api.close()
+
+    for i, task_id in enumerate(ids):
+        outcome = outcomes[task_id]
+        if i % 10 == 9:
+            assert isinstance(outcome, TaskFailedError), (task_id, outcome)
+            assert outcome.reason == "content moderation"
+        else:
+            assert isinstance(outcome, Task), (task_id, outcome)
+            assert outcome.result_url is not None
+    delivered = [line for log in logs for line in log.read_text().split()]
+    counts = Counter(delivered)
+    assert set(counts) == set(ids), "on_terminal ran for every task"
+    twice = {task_id for task_id, n in counts.items() if n > 1}
+    assert twice <= set(logs[0].read_text().split()), "duplicates only from the killed worker"
+    assert set(logs[0].read_text().split()), "the killed worker had delivered some"
+    assert polls_fleet <= 1.1 * polls_alone, (polls_fleet, polls_alone)
