@@ -133,6 +133,15 @@ class Pacer:
         """Clock time before which no poll starts."""
         return self._paused_until
 
+    def pause_for(self, seconds: float) -> None:
+        """Start no poll for ``seconds`` from now (a pause another process of a fleet was
+        asked for), unless a longer pause is on already."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def pause_left(self) -> float:
+        """Seconds until polls may start again (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
     @property
     def rate_cap(self) -> float | None:
         """The rate polls are held to now, in polls per second (the 429 cap or ``max_rate``,

@@ -337,5 +337,7 @@ class WatchCalls:
             on_terminal=on_terminal,
         )
         store = self._engine.store
-        fleet = Fleet(scheduler, store) if isinstance(store, RedisStore) else None
+        fleet = None
+        if isinstance(store, RedisStore):
+            fleet = Fleet(scheduler, store, self._engine.budget)
         return Watcher(scheduler, fleet)

@@ -14,6 +14,10 @@ whichever process holds its lease:
 
 A process that dies stops renewing: its tasks are due again when their leases end, and the
 other processes take them over. A process that closes gives its tasks back at once.
+
+A 429 that pauses one process's polling pauses the whole fleet's: the pause is kept in Redis
+(with its expiry), published by the process that was answered it and taken by the others at
+their next look for due tasks (within a quarter of a second).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Final
 import anyio
 import msgspec
 
+from ._budget import Pacer
 from ._config import UnsetType
 from ._exceptions import AnyFastError, TaskFailedError, WaitTimeoutError
 from ._models import Task
@@ -83,9 +88,11 @@ class Fleet:
     (unless the store says ``poll=False``), renews what it holds, and hands the outcomes told
     to it to its scheduler."""
 
-    def __init__(self, scheduler: Scheduler, store: RedisStore) -> None:
+    def __init__(self, scheduler: Scheduler, store: RedisStore, budget: Pacer) -> None:
         self._scheduler = scheduler
         self._store = store
+        self._budget = budget
+        self._published = 0.0  # the pause this process last asked of the fleet (clock time)
         self._held: dict[str, Claim] = {}
         self._added: set[str] = set()
         self._wanted = asyncio.Event()
@@ -124,9 +131,27 @@ class Fleet:
                 group.start_soon(self._claim)
                 group.start_soon(self._renew)
 
+    async def _share_pause(self) -> None:
+        """A 429's pause, seen here or anywhere in the fleet, pauses every process: a pause
+        of this process's budget longer than the fleet's is published; the fleet's is taken."""
+        budget = self._budget
+        left = budget.pause_left()
+        ends = budget.paused_until
+        publish = left > 0 and ends > self._published + 0.05
+        fleet = await self._store.pause(left if publish else 0.0)
+        if publish:
+            self._published = ends
+        if fleet > left + 0.05:
+            budget.pause_for(fleet)
+            self._published = budget.paused_until  # taken from the fleet: not news
+
     async def _claim(self) -> None:
         store = self._store
         while True:
+            try:
+                await self._share_pause()
+            except Exception:
+                logger.exception("sharing the fleet's pause failed")
             room = store.hold - len(self._held)
             taken: list[Claim] = []
             if room > 0:

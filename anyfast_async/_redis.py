@@ -191,6 +191,20 @@ return stale
 )
 
 
+# The fleet's pause. ARGV[1]: milliseconds to pause for (0: only read). Extends, never
+# shortens. Returns the milliseconds left.
+_PAUSE: Final = """
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then left = 0 end
+local wanted = tonumber(ARGV[1])
+if wanted > left then
+  redis.call('SET', KEYS[1], '1', 'PX', wanted)
+  left = wanted
+end
+return left
+"""
+
+
 class Claim(msgspec.Struct, frozen=True):
     """A task a process holds for the length of a lease: its id, the lease's token (only
     the holder of the current token may renew or give it back), the task's deadline (Unix
@@ -316,7 +330,12 @@ class RedisStore:
         )
         self._scripts = {
             name: client.register_script(source)
-            for name, source in (("apply", _APPLY), ("claim", _CLAIM), ("renew", _RENEW))
+            for name, source in (
+                ("apply", _APPLY),
+                ("claim", _CLAIM),
+                ("renew", _RENEW),
+                ("pause", _PAUSE),
+            )
         }
         self._closing = False
         self._wake = asyncio.Event()
@@ -565,6 +584,21 @@ class RedisStore:
             after: Seconds until they are due again.
         """
         return await self._lease(claims, -1, round(after * 1000))
+
+    async def pause(self, seconds: float = 0.0) -> float:
+        """Pause the whole fleet's polling for ``seconds`` (a 429 one process was answered),
+        unless a longer pause is on; the seconds the fleet's pause has left (``pause()``
+        only reads it).
+
+        Args:
+            seconds: How long to pause from now.
+        """
+        if self._redis is None:
+            raise RuntimeError("the store is not open")
+        left: int = await self._scripts["pause"](
+            keys=[f"{self.namespace}:pause"], args=[max(0, round(seconds * 1000))]
+        )
+        return left / 1000
 
     async def _lease(self, claims: list[Claim], lease_ms: int, after_ms: int) -> list[str]:
         if self._redis is None:

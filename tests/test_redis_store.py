@@ -4,6 +4,8 @@ stores as by several processes, and what survives a restart of Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import shutil
 import signal
@@ -17,7 +19,7 @@ import anyio
 import pytest
 
 from anyfast_async import AnyFast, Claim, RedisStore, StoreError, TaskFailedError, TaskStore
-from anyfast_async.testing import FakeAnyFast, Stage
+from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
 pytestmark = pytest.mark.anyio
 
@@ -267,3 +269,44 @@ async def test_a_task_added_in_one_process_is_polled_by_another(
     assert sorted(delivered) == sorted(f"t{i}" for i in range(30))
     polled_by_adder = [r for r in server.requests if r.headers.get("Authorization") and r.task_id]
     assert len(polled_by_adder) == 60, "two polls a task, all by the poller"
+
+
+async def test_a_429_in_one_process_pauses_the_whole_fleet(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """One process is answered 429 with Retry-After: 2; the other stops polling too (it
+    takes the fleet's pause from Redis within a quarter of a second) and both go on after
+    the pause."""
+    for i in range(40):
+        server.add_task(f"t{i}", stages=[Stage(status="QUEUED", polls=100_000)])
+    loop = asyncio.get_running_loop()
+
+    def polls(since: float, until: float = math.inf) -> list[float]:
+        return [
+            r.time
+            for r in server.requests
+            if r.task_id and r.status == 200 and since < r.time < until
+        ]
+
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, hold=20)
+        ) as one,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, hold=20)
+        ) as two,
+        one.watcher(poll_interval=0.05, timeout=None) as first,
+        two.watcher(poll_interval=0.05, timeout=None) as second,
+    ):
+        first.add_many([f"t{i}" for i in range(40)])
+        with anyio.fail_after(30):
+            while len(first) < 20 or len(second) < 20 or len(polls(0)) < 200:
+                await anyio.sleep(0.05)  # both hold 20 tasks and poll them
+            server.inject(Fault.rate_limited(retry_after="2"))
+            while not (refused := [r.time for r in server.requests if r.status == 429]):
+                await anyio.sleep(0.05)
+            answered = refused[0]
+            while loop.time() < answered + 2.6:
+                await anyio.sleep(0.05)
+    assert polls(answered + 1.0, answered + 1.9) == [], "the whole fleet paused"
+    assert polls(answered + 2.0), "and went on after the pause"
