@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 import uuid
 from typing import Any, Final
@@ -31,6 +32,8 @@ import yarl
 from ._store import StoreError, TaskRecord
 
 __all__ = ["Claim", "RedisStore"]
+
+logger = logging.getLogger("anyfast_async")
 
 #: Operations sent in one script call at most.
 _BATCH: Final = 2048
@@ -66,7 +69,8 @@ for i, op in ipairs(ops) do
   elseif kind == 'created' then
     r = get('intent:' .. key)
     if r == nil then
-      err = 'no create ' .. key
+      local made = get(op[3])
+      if made == nil or made.intent_id ~= key then err = 'no create ' .. key end
     else
       redis.call('HDEL', rec, 'intent:' .. key)
       local old = get(op[3])
@@ -293,6 +297,7 @@ class RedisStore:
         """This store's name in the fleet: tasks it adds are answered to its inbox."""
         self._redis: Any = None
         self._reader: Any = None
+        self._away: tuple[type[BaseException], ...] = (OSError,)
         self._scripts: dict[str, Any] = {}
         self._queue: list[tuple[list[Any], asyncio.Future[None] | None]] = []
         self._wake: asyncio.Event | None = None
@@ -311,6 +316,7 @@ class RedisStore:
             raise RuntimeError("the store is already open")
         try:
             import redis.asyncio
+            import redis.exceptions
         except ImportError:  # pragma: no cover (the extra is installed where this runs)
             raise StoreError(
                 "RedisStore needs the redis package: pip install 'anyfast-async[redis]'"
@@ -324,6 +330,7 @@ class RedisStore:
                 f"cannot reach Redis at {_redacted(self._url)}: {type(exc).__name__}"
             ) from None
         self._redis = client
+        self._away = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
         # Blocking reads get a connection of their own, and a socket timeout beyond them.
         self._reader = redis.asyncio.Redis.from_url(
             self._url, decode_responses=True, socket_timeout=30
@@ -399,17 +406,30 @@ class RedisStore:
                 continue
             batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
             errors: list[BaseException | None]
-            try:
-                reply = await self._scripts["apply"](
-                    keys=self._keys, args=[msgspec.json.encode([op for op, _ in batch]).decode()]
-                )
-                found = msgspec.json.decode(reply)
-                errors = [None if e is None else StoreError(str(e)) for e in found]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis did not answer: every caller hears of it
-                failure = StoreError(f"the Redis store failed: {type(exc).__name__}: {exc}")
-                errors = [failure] * len(batch)
+            payload = msgspec.json.encode([op for op, _ in batch]).decode()
+            delay = 0.1
+            while True:
+                try:
+                    reply = await self._scripts["apply"](keys=self._keys, args=[payload])
+                    found = msgspec.json.decode(reply)
+                    errors = [None if e is None else StoreError(str(e)) for e in found]
+                except self._away as exc:
+                    # Redis is away (a restart, a failover): the batch waits for it, and so
+                    # do its callers; every operation can be applied twice.
+                    logger.warning(
+                        "the Redis store is unreachable (%s); retrying in %.1f s",
+                        type(exc).__name__,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # refused by Redis: every caller hears of it
+                    failure = StoreError(f"the Redis store failed: {type(exc).__name__}: {exc}")
+                    errors = [failure] * len(batch)
+                break
             for (_, done), error in zip(batch, errors, strict=True):
                 if done is None or done.done():
                     continue

@@ -150,3 +150,49 @@ async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
     assert twice <= set(logs[0].read_text().split()), "duplicates only from the killed worker"
     assert set(logs[0].read_text().split()), "the killed worker had delivered some"
     assert polls_fleet <= 1.1 * polls_alone, (polls_fleet, polls_alone)
+
+
+async def test_a_restart_of_redis_midway_loses_no_task(
+    redis_server: RedisServer,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """Redis is SIGKILLed midway and started again on its files (`appendfsync always`): the
+    fleet waits for it, then goes on; every handle gets its outcome and every task is
+    delivered."""
+    api = await anyio.to_thread.run_sync(FakeAPI, 0.5)
+    workers: list[subprocess.Popen[bytes]] = []
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    try:
+        for log in logs:
+            workers.append(
+                await anyio.to_thread.run_sync(worker, redis_server.url, api.base_url, log)
+            )
+        store = RedisStore(redis_server.url, poll=False)
+        async with AnyFast(KEY, base_url=api.base_url, store=store) as adder:
+            ids = await create(adder, TASKS)
+            async with adder.watcher(timeout=None) as watcher:
+                outcomes: dict[str, object] = {}
+                with anyio.fail_after(90):
+                    for handle in watcher.add_many(ids):
+                        try:
+                            outcomes[handle.task_id] = await handle.wait()
+                        except TaskFailedError as exc:
+                            outcomes[handle.task_id] = exc
+                        if len(outcomes) == 50:
+                            await anyio.to_thread.run_sync(redis_server.kill)
+                            await anyio.to_thread.run_sync(redis_server.start)
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers:
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()
+        api.close()
+    assert len(outcomes) == TASKS
+    for i, task_id in enumerate(ids):
+        expected = TaskFailedError if i % 10 == 9 else Task
+        assert isinstance(outcomes[task_id], expected), (task_id, outcomes[task_id])
+    delivered = {line for log in logs for line in log.read_text().split()}
+    assert delivered == set(ids), "on_terminal ran for every task"
