@@ -13,25 +13,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import inspect
 import os
 import signal
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from . import (
     AnyFast,
     AnyFastError,
     PollPolicy,
-    SQLiteStore,
+    RedisStore,
     StoreError,
     Task,
     TaskFailedError,
     TaskRecord,
+    TaskUpdate,
     Throttle,
     WaitTimeoutError,
     __version__,
@@ -47,7 +50,10 @@ from ._cli_batch import (
     Usage,
     create_batch,
     create_requests,
+    is_redis,
     json_line,
+    kind_of,
+    open_store,
     read_ids,
     rich_or_none,
     run_batch,
@@ -160,8 +166,10 @@ def _record_dict(record: TaskRecord) -> dict[str, Any]:
 
 
 async def _tasks(args: argparse.Namespace) -> int:
+    store = open_store(args.store, namespace=args.namespace, readonly=True, fleet_ok=True)
+    assert store is not None
     try:
-        async with SQLiteStore(args.store, readonly=True) as store:
+        async with store:
             records = await store.tasks(unfinished=args.unfinished)
     except StoreError as exc:
         raise _Usage(str(exc)) from None
@@ -176,6 +184,65 @@ async def _tasks(args: argparse.Namespace) -> int:
         print(f"{record.task_id or '(unknown)'}\t{record.state}\t{handled}\t{outcome}\t{where}")
     counts = Counter(record.state for record in records)
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no tasks")
+    return EXIT_OK
+
+
+def _hook(path: str) -> Callable[[TaskUpdate], object]:
+    """The function ``module:function`` names (``--on-terminal``)."""
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise _Usage(f"--on-terminal {path}: give it as module:function")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise _Usage(f"--on-terminal {path}: {exc}") from None
+    if not callable(found):
+        raise _Usage(f"--on-terminal {path}: not a function")
+    return cast("Callable[[TaskUpdate], object]", found)
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    """A member of a fleet: polls whatever tasks are due in the Redis store, delivers their
+    outcomes to ``--on-terminal`` (and prints them), until SIGINT or SIGTERM, then gives the
+    tasks it holds back to the others and exits 0."""
+    if not is_redis(args.store):
+        raise _Usage("anyfast worker needs a Redis store: --store redis://host:port/db")
+    hook = _hook(args.on_terminal) if args.on_terminal else None
+    store = RedisStore(args.store, namespace=args.namespace, lease=args.lease, hold=args.hold)
+    try:
+        client = AnyFast(base_url=args.base_url, store=store)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    jsonl = args.jsonl or not sys.stdout.isatty()
+
+    async def deliver(update: TaskUpdate) -> None:
+        if hook is not None:
+            result = hook(update)
+            if inspect.isawaitable(result):
+                await result
+        if jsonl:
+            json_line({**update.to_dict(), "outcome": kind_of(update.outcome())}, sys.stdout)
+        else:
+            where = update.download_path or update.error or ""
+            print(f"{update.task_id}\t{kind_of(update.outcome())}\t{where}", flush=True)
+
+    try:
+        async with (
+            client,
+            client.watcher(
+                concurrency=args.concurrency,
+                poll=_poll(args),
+                timeout=None,
+                on_terminal=deliver,
+                download_to=args.download_to,
+                download_concurrency=args.download_concurrency,
+            ),
+        ):
+            print(f"anyfast: worker on {store!r}", file=sys.stderr, flush=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()  # until a signal cancels it
+    except StoreError as exc:
+        raise _Usage(str(exc)) from None
     return EXIT_OK
 
 
@@ -408,8 +475,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--store",
         metavar="PATH",
-        help="record each create in this task store first: a run again sends only the "
-        "prompts not sent before",
+        help="record each create in this task store (a file, or a Redis URL: the fleet's "
+        "workers then watch the tasks) first: a run again sends only the prompts not sent "
+        "before",
+    )
+    create.add_argument(
+        "--namespace", default="anyfast", help="a Redis store's key prefix (anyfast)"
     )
     create.add_argument(
         "--resend-unknown",
@@ -453,10 +524,42 @@ def _parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser(
         "tasks", help="list the tasks a task store knows (read only: works while it is in use)"
     )
-    tasks.add_argument("--store", metavar="PATH", required=True, help="the store's file")
+    tasks.add_argument(
+        "--store", metavar="PATH", required=True, help="the store's file, or a Redis URL"
+    )
+    tasks.add_argument(
+        "--namespace", default="anyfast", help="a Redis store's key prefix (anyfast)"
+    )
     tasks.add_argument("--unfinished", action="store_true", help="only tasks still to watch")
     tasks.add_argument("--jsonl", action="store_true", help="print JSON lines")
     tasks.set_defaults(run=_tasks)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[common, downloads],
+        help="poll the tasks of a fleet on Redis, run an on_terminal hook for each outcome "
+        "(until Ctrl-C or SIGTERM, which give its tasks back to the others)",
+    )
+    worker.add_argument("--store", metavar="URL", required=True, help="redis://host:port/db")
+    worker.add_argument("--namespace", default="anyfast", help="the fleet's key prefix (anyfast)")
+    worker.add_argument("--concurrency", type=int, default=64, help="polls at once (64)")
+    worker.add_argument("--hold", type=int, default=1000, help="most tasks held at once (1000)")
+    worker.add_argument(
+        "--lease", type=_positive, default=30.0, help="seconds a held task's lease lasts (30)"
+    )
+    worker.add_argument(
+        "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
+    )
+    worker.add_argument(
+        "--on-terminal",
+        metavar="MODULE:FUNCTION",
+        help="called with each task's terminal TaskUpdate (may be async); make it idempotent",
+    )
+    worker.add_argument(
+        "--download-to", metavar="DIR", help="save the video of each task that succeeds"
+    )
+    worker.add_argument("--jsonl", action="store_true", help="print JSON lines")
+    worker.set_defaults(run=_worker)
 
     resume = commands.add_parser(
         "resume",
@@ -546,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-server":
         args.api_key_given = args.api_key is not None
         args.api_key = args.api_key if args.api_key is not None else "test-key"
-    for name in ("concurrency", "tasks", "download_concurrency"):
+    for name in ("concurrency", "tasks", "download_concurrency", "hold"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     args.stop = Stop()

@@ -27,6 +27,7 @@ from . import (
     PermissionDeniedError,
     PollPolicy,
     RawCreate,
+    RedisStore,
     SQLiteStore,
     StoreError,
     Task,
@@ -49,7 +50,10 @@ __all__ = [
     "Usage",
     "create_batch",
     "create_requests",
+    "is_redis",
     "json_line",
+    "kind_of",
+    "open_store",
     "read_ids",
     "rich_or_none",
     "run_batch",
@@ -404,8 +408,33 @@ class Report:
 # -- watching a batch -------------------------------------------------------------------------
 
 
-def _store(path: str | None) -> SQLiteStore | None:
-    return SQLiteStore(path) if path else None
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+
+def is_redis(spec: str | None) -> bool:
+    """Whether a ``--store`` names a Redis (a URL) rather than a SQLite file."""
+    return bool(spec) and str(spec).startswith(_REDIS_SCHEMES)
+
+
+def open_store(
+    spec: str | None, *, namespace: str = "anyfast", readonly: bool = False, fleet_ok: bool
+) -> SQLiteStore | RedisStore | None:
+    """The store a ``--store`` names: a SQLite file, or a Redis URL where the command can be
+    part of a fleet (``fleet_ok``)."""
+    if not spec:
+        return None
+    if is_redis(spec):
+        if not fleet_ok:
+            raise Usage(
+                "a Redis store is shared by a fleet: use it with `anyfast create`, "
+                "`anyfast worker` and `anyfast tasks`; give this command a SQLite file"
+            )
+        return RedisStore(spec, namespace=namespace)
+    return SQLiteStore(spec, readonly=readonly)
+
+
+def _store(path: str | None) -> SQLiteStore | RedisStore | None:
+    return open_store(path, fleet_ok=False)
 
 
 def _in_folder(path: str | None, folder: Path) -> bool:
@@ -617,7 +646,8 @@ async def create_batch(
     soon as it is known. With ``--store``, a request whose create was sent before is not
     sent again. A refused key stops the batch."""
     try:
-        client = AnyFast(base_url=args.base_url, store=_store(args.store))
+        store = open_store(args.store, namespace=args.namespace, fleet_ok=True)
+        client = AnyFast(base_url=args.base_url, store=store)
     except ValueError as exc:
         raise Usage(str(exc)) from None
     counts: Counter[str] = Counter()

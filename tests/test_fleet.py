@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import anyio
 import pytest
 
 from anyfast_async import AnyFast, RedisStore, Task, TaskFailedError
+from anyfast_async.testing import FakeAnyFast, Stage
 
+from .test_cli import success
 from .test_redis_store import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +199,58 @@ async def test_a_restart_of_redis_midway_loses_no_task(
         assert isinstance(outcomes[task_id], expected), (task_id, outcomes[task_id])
     delivered = {line for log in logs for line in log.read_text().split()}
     assert delivered == set(ids), "on_terminal ran for every task"
+
+
+async def test_anyfast_worker(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+    """`anyfast worker` polls the fleet's tasks and runs an on_terminal hook given as an
+    import path; SIGTERM gives the tasks it holds back at once and exits 0."""
+    (tmp_path / "hooks.py").write_text(
+        "def save(update):\n"
+        f"    with open({str(tmp_path / 'saved.txt')!r}, 'a') as out:\n"
+        "        out.write(update.task_id + '\\n')\n"
+    )
+    async with FakeAnyFast(api_key=KEY) as api:
+        done = [api.add_task(f"d{i}", stages=success()).task_id for i in range(10)]
+        stuck = [
+            api.add_task(f"s{i}", stages=[Stage(status="QUEUED", polls=100_000)]).task_id
+            for i in range(5)
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+        env.update(ANYFAST_API_KEY=KEY, ANYFAST_BASE_URL=api.base_url, PYTHONPATH=str(tmp_path))
+        command = ["worker", "--store", redis_server.url, "--poll-interval", "0.05"]
+        command += ["--on-terminal", "hooks:save", "--jsonl"]
+        process = await anyio.open_process(
+            [sys.executable, "-m", "anyfast_async", *command], env=env
+        )
+        async with process:
+            store = RedisStore(redis_server.url, poll=False)
+            async with AnyFast(KEY, base_url=api.base_url, store=store) as adder:
+                async with adder.watcher(timeout=None) as watcher:
+                    handles = watcher.add_many(done)
+                    watcher.add_many(stuck)
+                    with anyio.fail_after(30):
+                        tasks = [await handle.wait() for handle in handles]
+                        while not all(api.polls(task_id) for task_id in stuck):
+                            await anyio.sleep(0.05)
+                process.send_signal(signal.SIGTERM)
+                with anyio.fail_after(30):
+                    assert process.stdout is not None
+                    stdout = b"".join([chunk async for chunk in process.stdout])
+                    assert await process.wait() == 0
+                given_back = await store.claim(10)
+    assert all(task.result_url for task in tasks)
+    outcomes = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert sorted(o["task_id"] for o in outcomes) == sorted(done)
+    assert {o["outcome"] for o in outcomes} == {"succeeded"}
+    assert sorted((tmp_path / "saved.txt").read_text().split()) == sorted(done)
+    assert sorted(c.task_id for c in given_back) == sorted(stuck), "due again at once"
+
+
+async def test_anyfast_worker_needs_redis(tmp_path: Path) -> None:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "anyfast_async", "worker", "--store", str(tmp_path / "s.db")],
+        check=False,
+        env={**os.environ, "ANYFAST_API_KEY": KEY},
+    )
+    assert result.returncode == 2
+    assert b"needs a Redis store" in result.stderr
