@@ -47,6 +47,8 @@ _CLAIM_BATCH: Final = 256
 _CLAIM_EVERY: Final = 0.25
 #: Seconds a read of the inbox waits for news.
 _INBOX_WAIT: Final = 5.0
+#: Seconds until an outcome whose on_terminal failed is delivered again.
+_REDELIVER_AFTER: Final = 60.0
 
 
 class _Outcome(msgspec.Struct, omit_defaults=True):
@@ -93,11 +95,13 @@ class Fleet:
         self._store = store
         self._budget = budget
         self._published = 0.0  # the pause this process last asked of the fleet (clock time)
+        self._renewed = 0.0  # clock time of the last renewal that went through
         self._held: dict[str, Claim] = {}
         self._added: set[str] = set()
         self._wanted = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         scheduler.on_finished = self._finished
+        scheduler.on_undelivered = self._undelivered
 
     def add(self, task_id: str, timeout: float | UnsetType | None) -> Entry:
         """Watch ``task_id`` from this process: recorded for the fleet, waited for here."""
@@ -112,13 +116,17 @@ class Fleet:
                 self._run(), name="anyfast-async fleet"
             )
 
-    async def aclose(self) -> None:
-        """Stop taking tasks, and give back those held (the others take them at once)."""
+    async def stop(self) -> None:
+        """Stop taking tasks, renewing and reading news (before the scheduler stops)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([runner])
+
+    async def give_back(self) -> None:
+        """Give back the tasks held (after the scheduler stopped polling them): the others
+        take them at once."""
         held, self._held = list(self._held.values()), {}
         if held:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -163,7 +171,11 @@ class Fleet:
                     logger.exception("claiming due tasks failed; trying again")
             for claim in taken:
                 self._held[claim.task_id] = claim
-                self._scheduler.hold(claim.task_id, claim.deadline, redeliver=claim.redeliver)
+                if not self._scheduler.hold(
+                    claim.task_id, claim.deadline, redeliver=claim.redeliver
+                ):  # the scheduler has stopped: nothing is polled here any more
+                    await self.give_back()
+                    return
             if len(taken) == _CLAIM_BATCH:
                 await anyio.lowlevel.checkpoint()
                 continue  # more may be due
@@ -173,16 +185,26 @@ class Fleet:
 
     async def _renew(self) -> None:
         store = self._store
+        loop = asyncio.get_running_loop()
+        self._renewed = loop.time()
         while True:
             await anyio.sleep(store.lease / 3)
             held = list(self._held.values())
             if not held:
+                self._renewed = loop.time()
                 continue
             try:
-                lost = await store.renew(held)
-            except Exception:
-                logger.exception("renewing the leases of %d tasks failed", len(held))
-                continue
+                with anyio.fail_after(store.lease / 3):
+                    lost = await store.renew(held)
+            except Exception as exc:
+                logger.warning("renewing the leases of %d tasks failed: %r", len(held), exc)
+                if loop.time() - self._renewed > store.lease * 2 / 3:
+                    # The leases may have run out meanwhile, and others taken the tasks.
+                    lost = list(self._held)
+                else:
+                    continue
+            else:
+                self._renewed = loop.time()
             for task_id in lost:
                 if self._held.pop(task_id, None) is not None:
                     self._scheduler.let_go(task_id, waited_here=task_id in self._added)
@@ -197,9 +219,25 @@ class Fleet:
                 await anyio.sleep(1.0)
                 continue
             for message_id, task_id, raw in news:
+                try:
+                    outcome = decode_outcome(task_id, raw)
+                except Exception:
+                    logger.exception("an unreadable outcome for task %s was skipped", task_id)
+                else:
+                    self._added.discard(task_id)
+                    await self._scheduler.settle(task_id, outcome)
                 last = message_id
-                self._added.discard(task_id)
-                await self._scheduler.settle(task_id, decode_outcome(task_id, raw))
+            if news:
+                with contextlib.suppress(Exception):
+                    await self._store.read(last)
+
+    async def _undelivered(self, task_id: str) -> None:
+        """``on_terminal`` failed for a task polled here: it is given back, to be delivered
+        again (by whichever process takes it) a minute from now."""
+        claim = self._held.pop(task_id, None)
+        if claim is not None:
+            with contextlib.suppress(Exception):
+                await self._store.give_back([claim], after=_REDELIVER_AFTER)
 
     async def _finished(self, task_id: str, outcome: Task | AnyFastError) -> None:
         """A task polled here ended: the process that added it (if another) is told. Its

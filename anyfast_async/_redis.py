@@ -91,12 +91,27 @@ for i, op in ipairs(ops) do
     end
   elseif kind == 'watching' then
     r = get(key) or {task_id = key, status = '', created_at = now}
+    local again = r.state == 'finished'
     r.state = 'watching'
     r.finished_at = nil
     if blank(r.deadline) then r.deadline = op[3] end
-    if not blank(op[4]) then r.origin = op[4] end
-    put(key, r)
-    redis.call('ZADD', due, 'NX', nowms, key)
+    if not blank(op[4]) then
+      local origins = r.origins or {}
+      local known = false
+      for _, o in ipairs(origins) do if o == op[4] then known = true end end
+      if not known then origins[#origins + 1] = op[4] end
+      r.origins = origins
+    end
+    if again then
+      -- Watched again after it ended: due at once, whoever held it before.
+      r.token = nil
+      r.handled_at = nil
+      put(key, r)
+      redis.call('ZADD', due, nowms, key)
+    else
+      put(key, r)
+      redis.call('ZADD', due, 'NX', nowms, key)
+    end
   elseif kind == 'status' then
     r = get(key)
     if r ~= nil then r.status = op[3]; put(key, r) end
@@ -132,9 +147,14 @@ for i, op in ipairs(ops) do
     if r ~= nil then r.error = op[3]; put(key, r) end
   elseif kind == 'notify' then
     r = get(key)
-    if r ~= nil and not blank(r.origin) and r.origin ~= op[3] then
-      redis.call('XADD', KEYS[3] .. r.origin, 'MAXLEN', '~', 100000, '*', 'task', key,
-                 'outcome', op[4])
+    if r ~= nil and r.origins then
+      for _, origin in ipairs(r.origins) do
+        if origin ~= op[3] then
+          redis.call('XADD', KEYS[3] .. origin, 'MAXLEN', '~', 100000, '*', 'task', key,
+                     'outcome', op[4])
+          redis.call('EXPIRE', KEYS[3] .. origin, 86400)
+        end
+      end
     end
   elseif kind ~= 'flush' then
     err = 'unknown operation ' .. tostring(kind)
@@ -557,6 +577,16 @@ class RedisStore:
             for message_id, fields in messages:
                 found.append((message_id, fields["task"], fields["outcome"].encode()))
         return found
+
+    async def read(self, upto: str) -> None:
+        """Forget the inbox's messages up to ``upto`` (read and handled).
+
+        Args:
+            upto: The id of the last message handled.
+        """
+        if self._reader is not None:
+            await self._reader.xtrim(self._keys[2] + self.origin, minid=upto)
+            await self._reader.xdel(self._keys[2] + self.origin, upto)
 
     async def flush(self) -> None:
         """Wait until every write queued so far is applied."""

@@ -47,6 +47,7 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._models import Task, TaskStatus
+from ._redis import RedisStore
 from ._requests import TASKS_PATH, task_path
 from ._retry import is_retryable, retry_delay
 from ._updates import TaskUpdate, WatcherStatistics
@@ -66,6 +67,9 @@ _PAST_DEADLINE: Final = 1e-6
 #: A task whose next poll would come after its deadline is polled once more at the deadline,
 #: unless its last answer is younger than this many seconds; that poll has as long to answer.
 _LAST_POLL_MARGIN: Final = 1.0
+#: A task polled by another process of a fleet ends here with WaitTimeoutError if no news of
+#: it came this many seconds after its deadline (no process polls it).
+_REMOTE_GRACE: Final = 5.0
 _SUCCESS: Final = TaskStatus.SUCCESS
 _FAILURE: Final = TaskStatus.FAILURE
 
@@ -99,6 +103,7 @@ class Entry:
     __slots__ = (
         "answered",
         "done",
+        "due",
         "errors",
         "last_error",
         "outcome",
@@ -121,6 +126,7 @@ class Entry:
         self.started = started
         self.answered = started
         self.remote = False  # polled by another process of a fleet: this one only waits
+        self.due: float | None = None  # when its one valid heap item is due (others: stale)
         self.timeout = timeout
         self.task: Task | None = None
         self.status: TaskStatus | None = None
@@ -219,7 +225,12 @@ class Scheduler:
         self._close_when_idle = close_when_idle
         self._on_terminal = on_terminal
         self._rng = engine.new_rng()
-        self._store = engine.store
+        store = engine.store
+        if close_when_idle and isinstance(store, RedisStore):
+            # A fixed set of tasks (wait, watch_many) is this call's own: recorded in a fleet's
+            # store, the fleet's pollers would take them too.
+            store = None
+        self._store = store
         self._redeliver: set[str] = set()  # resumed: finished before, outcome not handled
         self._heap: list[tuple[float, Entry]] = []
         self._entries: dict[str, Entry] = {}
@@ -239,6 +250,9 @@ class Scheduler:
         #: Called with each task polled here that ends, before its outcome is recorded (a
         #: fleet tells the process that added it).
         self.on_finished: Callable[[str, Task | AnyFastError], Awaitable[None]] | None = None
+        #: Called with each task polled here whose ``on_terminal`` failed (a fleet gives it
+        #: back, to be delivered again later).
+        self.on_undelivered: Callable[[str], Awaitable[None]] | None = None
         self._in_flight = 0
         self._polls = 0
         self._errors = 0
@@ -270,31 +284,58 @@ class Scheduler:
         self._by_status[_UNSEEN] += 1
         if remote:
             entry.remote = True
+            self._wait_remote(entry)
         else:
             self._push(entry, now)
         return entry
 
     # -- a fleet: tasks held here, outcomes from elsewhere -----------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """Whether it has stopped for good (closed, or ended by an error)."""
+        return self._closed
+
+    def _wait_remote(self, entry: Entry) -> None:
+        """A task polled elsewhere: looked at again here only at its deadline (and some
+        grace for the news to come), to end its waiters' wait if no news came."""
+        if entry.timeout is not None:
+            due = entry.due = entry.deadline + _REMOTE_GRACE
+            heapq.heappush(self._heap, (due, entry))
+            if self._idle and due < self._sleeping_until:
+                self._wake_up()
+        else:
+            entry.due = None
+
+    async def _remote_due(self, entry: Entry, now: float) -> None:
+        """A task polled elsewhere came up in the heap: past its deadline and grace with no
+        news (no process polls it), its watch ends here."""
+        if entry.timeout is not None and now >= entry.deadline + _REMOTE_GRACE - _SLACK:
+            error = WaitTimeoutError(entry.task_id, last_task=entry.task, timeout=entry.timeout)
+            await self._finish(entry, error, entry.ended(error), here=False)
+        else:
+            self._wait_remote(entry)
+
     def hold(self, task_id: str, deadline: float | None, *, redeliver: bool = False) -> bool:
         """Poll ``task_id`` here from now on (this process of a fleet holds its lease), until
         it ends or :meth:`let_go`; ``deadline`` in Unix seconds. ``redeliver``: it ended
-        before, and its outcome is delivered again. Whether it is new here."""
+        before, and its outcome is delivered again. Whether it is polled here now (not if
+        the scheduler is closed)."""
         if self._closed:
             return False
+        entry = self._entries.get(task_id)
+        if entry is not None and not entry.remote:
+            return True  # polled here already
         if redeliver:
             self._redeliver.add(task_id)
-        entry = self._entries.get(task_id)
         now = self._now()
         if entry is None:
             timeout = None if deadline is None else max(deadline - time.time(), _PAST_DEADLINE)
             entry = Entry(task_id, task_path(task_id), now, timeout)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
-        elif not entry.remote:
-            return False
         entry.remote = False
-        self._push(entry, now)
+        self._push(entry, now)  # any item it had (a remote wait) is left behind
         return True
 
     def let_go(self, task_id: str, *, waited_here: bool) -> None:
@@ -304,7 +345,8 @@ class Scheduler:
         if entry is None or entry.done:
             return
         if waited_here:
-            entry.remote = True  # left in the heap, skipped when it comes up
+            entry.remote = True
+            self._wait_remote(entry)  # its poll, if queued, is left behind
             return
         entry.done = entry.settled = True
         del self._entries[task_id]
@@ -359,6 +401,7 @@ class Scheduler:
         deadline = entry.deadline
         if due > deadline:
             due = deadline
+        entry.due = due
         heapq.heappush(self._heap, (due, entry))
         if self._idle and due < self._sleeping_until:
             self._wake_up()
@@ -479,8 +522,12 @@ class Scheduler:
         while True:
             now = self._now()
             while idle and heap and heap[0][0] <= now + _SLACK:
-                entry = heapq.heappop(heap)[1]
-                if entry.done or entry.remote:
+                due, entry = heapq.heappop(heap)
+                if entry.done or due != entry.due:
+                    continue  # ended, or an item left behind by a later push
+                entry.due = None
+                if entry.remote:
+                    await self._remote_due(entry, now)
                     continue
                 while idle:
                     waiter = idle.popleft()
@@ -509,7 +556,10 @@ class Scheduler:
             if ready:
                 entry = ready.popleft()
             elif heap and heap[0][0] <= loop.time() + _SLACK:
-                entry = heapq.heappop(heap)[1]
+                due, entry = heapq.heappop(heap)
+                if due != entry.due:
+                    continue  # an item left behind by a later push
+                entry.due = None
             elif self._stopping:
                 return
             else:
@@ -521,7 +571,10 @@ class Scheduler:
                 if next_entry is None:
                     return
                 entry = next_entry
-            if entry.done or entry.remote:
+            if entry.done:
+                continue
+            if entry.remote:
+                await self._remote_due(entry, loop.time())
                 continue
             now = loop.time()
             timeout = entry.timeout
@@ -682,9 +735,6 @@ class Scheduler:
             update = msgspec.structs.replace(update, redelivered=True)
         try:
             store = self._store if here else None
-            if here and self.on_finished is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.on_finished(entry.task_id, outcome)
             if store is not None:
                 with anyio.CancelScope(shield=True):  # an outcome is recorded whole
                     await store.finished(
@@ -693,9 +743,16 @@ class Scheduler:
                         None if isinstance(outcome, Task) else str(outcome),
                         handled=self._on_terminal is None,
                     )
-            if here and self._on_terminal is not None and await self._deliver(update) and store:
+            if here and self.on_finished is not None:  # recorded first, then told
                 with anyio.CancelScope(shield=True):
-                    await store.handled(entry.task_id)
+                    await self.on_finished(entry.task_id, outcome)
+            if here and self._on_terminal is not None:
+                if await self._deliver(update):
+                    if store is not None:
+                        with anyio.CancelScope(shield=True):
+                            await store.handled(entry.task_id)
+                elif self.on_undelivered is not None:
+                    await self.on_undelivered(entry.task_id)
         finally:  # a waiter wakes even when the delivery is cancelled (the watcher closing)
             entry.settled = True
             if entry.waiters is not None:

@@ -329,8 +329,10 @@ class Watcher:
         """Stop polling; waiters of unfinished tasks get a ``RuntimeError``. In a fleet, the
         tasks this process held are given back to the others at once."""
         if self._fleet is not None:
-            await self._fleet.aclose()
+            await self._fleet.stop()
         await self._scheduler.aclose()
+        if self._fleet is not None:
+            await self._fleet.give_back()
 
     def add(self, task_id: str, *, timeout: float | UnsetType | None = UNSET) -> TaskHandle:
         """Start watching ``task_id`` and return its handle.

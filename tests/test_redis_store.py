@@ -18,10 +18,20 @@ from pathlib import Path
 import anyio
 import pytest
 
-from anyfast_async import AnyFast, Claim, RedisStore, StoreError, TaskFailedError, TaskStore
+from anyfast_async import (
+    AnyFast,
+    Claim,
+    RedisStore,
+    StoreError,
+    TaskFailedError,
+    TaskStore,
+    WaitTimeoutError,
+)
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
 pytestmark = pytest.mark.anyio
+
+URL = "https://cdn.example/v.mp4"
 
 
 class RedisServer:
@@ -310,3 +320,89 @@ async def test_a_429_in_one_process_pauses_the_whole_fleet(
                 await anyio.sleep(0.05)
     assert polls(answered + 1.0, answered + 1.9) == [], "the whole fleet paused"
     assert polls(answered + 2.0), "and went on after the pause"
+
+
+async def test_two_processes_adding_one_task_both_get_its_outcome(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    server.add_task("t1", stages=[Stage(status="QUEUED"), Stage(status="SUCCESS", result_url=URL)])
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, poll=False)
+        ) as one,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, poll=False)
+        ) as two,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url)
+        ) as poller,
+        one.watcher() as first,
+        two.watcher() as second,
+        poller.watcher(poll_interval=0.05),
+    ):
+        handles = [first.add("t1"), second.add("t1")]
+        with anyio.fail_after(30):
+            results = [await handle.wait() for handle in handles]
+    assert [task.result_url for task in results] == [URL, URL]
+    assert server.polls("t1") == 2
+
+
+async def test_a_task_watched_again_after_it_ended_is_polled_again(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    server.add_task("t1", stages=[Stage(status="SUCCESS", result_url=URL)])
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, poll=False)
+        ) as adder,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url)
+        ) as poller,
+        adder.watcher() as watcher,
+        poller.watcher(poll_interval=0.05, on_terminal=lambda u: None),
+    ):
+        with anyio.fail_after(30):
+            await watcher.add("t1").wait()
+            again = await watcher.add("t1").wait()
+    assert again.result_url == URL
+    assert server.polls("t1") == 2
+
+
+async def test_with_no_poller_a_waiter_still_times_out(redis_server: RedisServer) -> None:
+    """A task added where nothing polls ends with WaitTimeoutError a few seconds after its
+    deadline (time for a holder's news to arrive), not never."""
+    async with (
+        AnyFast(
+            "sk-x", base_url="http://127.0.0.1:9", store=RedisStore(redis_server.url, poll=False)
+        ) as adder,
+        adder.watcher() as watcher,
+    ):
+        handle = watcher.add("t1", timeout=0.5)
+        started = time.monotonic()
+        with anyio.fail_after(30), pytest.raises(WaitTimeoutError):
+            await handle.wait()
+    assert time.monotonic() - started >= 0.5
+
+
+async def test_a_one_off_wait_is_not_polled_by_the_fleet_too(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """client.wait() on a client with a RedisStore watches the task itself: the fleet's
+    pollers do not take it as well."""
+    server.add_task(
+        "t1",
+        stages=[Stage(status="QUEUED", polls=5), Stage(status="SUCCESS", result_url=URL)],
+    )
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url)
+        ) as waiting,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url)
+        ) as poller,
+        poller.watcher(poll_interval=0.05),
+    ):
+        with anyio.fail_after(30):
+            task = await waiting.wait("t1", poll_interval=0.05)
+    assert task.result_url == URL
+    assert server.polls("t1") == 6
