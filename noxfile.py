@@ -205,7 +205,7 @@ def bench(session: nox.Session) -> None:
     """
     # sniffio: without it httpcore retries a failed `import sniffio` on every request, which
     # would make the httpx contender look slower than its users see it.
-    session.install("-e", ".[speed]", "httpx", "sniffio", "pydantic>=2", "orjson")
+    session.install("-e", ".[speed,redis]", "httpx", "sniffio", "pydantic>=2", "orjson")
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/bench_decode.py", "--json", "benchmarks/decode.json", *quick)
     session.run(
@@ -217,6 +217,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_scale.py", "--json", "benchmarks/scale.json", *quick)
     session.run("python", "benchmarks/bench_store.py", "--json", "benchmarks/store.json", *quick)
     session.run("python", "benchmarks/bench_batch.py", "--json", "benchmarks/batch.json", *quick)
+    if debian_program(session, "redis-server", "redis-server", required=False):
+        session.run(
+            "python", "benchmarks/bench_fleet.py", "--json", "benchmarks/fleet.json", *quick
+        )
+    else:
+        session.warn("skipping bench_fleet.py: no redis-server (apt-get install redis-server)")
     session.run(
         "python", "benchmarks/bench_watch.py", "--json", "benchmarks/results.json", *session.posargs
     )

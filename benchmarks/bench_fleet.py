@@ -49,8 +49,10 @@ def redis_server() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(  # noqa: S603 (a fixed command line)
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--loglevel", "warning"],
+        [
+            *(executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--loglevel", "warning"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
