@@ -102,7 +102,7 @@ def examples(session: nox.Session) -> None:
         for script in sorted([*Path("examples").glob("*.py"), *Path("examples").glob("*.sh")]):
             if script.name.startswith("_"):
                 continue
-            if script.name == "worker_arq.py" and redis_url is None:
+            if script.name in ("worker_arq.py", "fleet.py") and redis_url is None:
                 session.warn(f"skipping {script}: no redis-server (apt-get install redis-server)")
                 continue
             session.log(f"running {script}")
