@@ -239,9 +239,22 @@ class Fleet:
             with contextlib.suppress(Exception):
                 await self._store.give_back([claim], after=_REDELIVER_AFTER)
 
-    async def _finished(self, task_id: str, outcome: Task | AnyFastError) -> None:
-        """A task polled here ended: the process that added it (if another) is told. Its
-        lease is still renewed until its outcome is handled (the renewal after that finds it
-        no longer held), so that nobody else delivers it meanwhile."""
+    async def _finished(self, task_id: str, outcome: Task | AnyFastError) -> bool:
+        """A task polled here ended: the process that added it (if another) is told; whether
+        its outcome is delivered here. Not if this process no longer holds the task's lease
+        (it was paused past it, and another process took the task over: that one delivers).
+        The lease is renewed until the outcome is handled, so that nobody else delivers it
+        meanwhile."""
         self._added.discard(task_id)
         await self._store.notify(task_id, encode_outcome(outcome))
+        claim = self._held.get(task_id)
+        if claim is None:
+            return True  # added and polled here, never claimed (not yet recorded as due)
+        try:
+            lost = await self._store.renew([claim])
+        except Exception:
+            return True  # Redis away: deliver (at least once)
+        if lost:
+            self._held.pop(task_id, None)
+            return False
+        return True

@@ -91,10 +91,6 @@ for i, op in ipairs(ops) do
     end
   elseif kind == 'watching' then
     r = get(key) or {task_id = key, status = '', created_at = now}
-    local again = r.state == 'finished'
-    r.state = 'watching'
-    r.finished_at = nil
-    if blank(r.deadline) then r.deadline = op[3] end
     if not blank(op[4]) then
       local origins = r.origins or {}
       local known = false
@@ -102,13 +98,18 @@ for i, op in ipairs(ops) do
       if not known then origins[#origins + 1] = op[4] end
       r.origins = origins
     end
-    if again then
-      -- Watched again after it ended: due at once, whoever held it before.
-      r.token = nil
-      r.handled_at = nil
+    if r.state == 'finished' then
+      -- Its outcome is final: told to the process now waiting for it (at once if recorded;
+      -- else with the others, when its holder records it).
       put(key, r)
-      redis.call('ZADD', due, nowms, key)
+      if not blank(op[4]) and not blank(r.outcome) then
+        redis.call('XADD', KEYS[3] .. op[4], 'MAXLEN', '~', 100000, '*', 'task', key,
+                   'outcome', r.outcome)
+        redis.call('EXPIRE', KEYS[3] .. op[4], 86400)
+      end
     else
+      r.state = 'watching'
+      if blank(r.deadline) then r.deadline = op[3] end
       put(key, r)
       redis.call('ZADD', due, 'NX', nowms, key)
     end
@@ -147,6 +148,10 @@ for i, op in ipairs(ops) do
     if r ~= nil then r.error = op[3]; put(key, r) end
   elseif kind == 'notify' then
     r = get(key)
+    if r ~= nil then
+      r.outcome = op[4]
+      put(key, r)
+    end
     if r ~= nil and r.origins then
       for _, origin in ipairs(r.origins) do
         if origin ~= op[3] then

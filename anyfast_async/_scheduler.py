@@ -249,7 +249,9 @@ class Scheduler:
         self.problem: BaseException | None = None
         #: Called with each task polled here that ends, before its outcome is recorded (a
         #: fleet tells the process that added it).
-        self.on_finished: Callable[[str, Task | AnyFastError], Awaitable[None]] | None = None
+        #: Whether this process should deliver the outcome (False: it lost the task's lease,
+        #: and the process that holds it now delivers it).
+        self.on_finished: Callable[[str, Task | AnyFastError], Awaitable[bool]] | None = None
         #: Called with each task polled here whose ``on_terminal`` failed (a fleet gives it
         #: back, to be delivered again later).
         self.on_undelivered: Callable[[str], Awaitable[None]] | None = None
@@ -743,10 +745,11 @@ class Scheduler:
                         None if isinstance(outcome, Task) else str(outcome),
                         handled=self._on_terminal is None,
                     )
+            deliver_here = here
             if here and self.on_finished is not None:  # recorded first, then told
                 with anyio.CancelScope(shield=True):
-                    await self.on_finished(entry.task_id, outcome)
-            if here and self._on_terminal is not None:
+                    deliver_here = await self.on_finished(entry.task_id, outcome)
+            if deliver_here and self._on_terminal is not None:
                 if await self._deliver(update):
                     if store is not None:
                         with anyio.CancelScope(shield=True):

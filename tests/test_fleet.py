@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 PROGRAMS = Path(__file__).parent / "programs"
 KEY = "sk-fleet-test"
-TASKS = 300
+TASKS = 1000
 
 
 class FakeAPI:
@@ -70,6 +70,13 @@ def worker(redis_url: str, base_url: str, log: Path) -> subprocess.Popen[bytes]:
     assert process.stdout is not None
     assert process.stdout.readline() == b"ready\n"
     return process
+
+
+async def every_task_delivered(logs: list[Path], ids: list[str]) -> None:
+    """Wait until the workers' logs name every task (a minute at most)."""
+    with anyio.fail_after(60):
+        while not set(ids) <= {line for log in logs for line in log.read_text().split()}:
+            await anyio.sleep(0.1)
 
 
 def prompt(i: int) -> str:
@@ -123,11 +130,14 @@ async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
                             outcomes[handle.task_id] = await handle.wait()
                         except TaskFailedError as exc:
                             outcomes[handle.task_id] = exc
-                        if len(outcomes) == 50 and not killed:
+                        if len(outcomes) == TASKS // 6 and not killed:
                             workers[0].send_signal(signal.SIGKILL)
                             workers[0].wait()
                             killed = True
             polls_fleet = await anyio.to_thread.run_sync(api.polls) - before
+            # A task the killed worker had ended but not delivered is delivered again by
+            # another once its lease runs out: wait for that.
+            await every_task_delivered(logs, ids)
     finally:
         for process in workers:
             if process.poll() is None:
@@ -181,9 +191,10 @@ async def test_a_restart_of_redis_midway_loses_no_task(
                             outcomes[handle.task_id] = await handle.wait()
                         except TaskFailedError as exc:
                             outcomes[handle.task_id] = exc
-                        if len(outcomes) == 50:
+                        if len(outcomes) == TASKS // 6:
                             await anyio.to_thread.run_sync(redis_server.kill)
                             await anyio.to_thread.run_sync(redis_server.start)
+            await every_task_delivered(logs, ids)
     finally:
         for process in workers:
             if process.poll() is None:

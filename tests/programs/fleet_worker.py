@@ -4,7 +4,7 @@ line. It prints "ready" once running, and runs until killed or sent SIGTERM.
 
     python fleet_worker.py REDIS_URL BASE_URL API_KEY LOG
 
-Leases last 1 s, so that the others take over a killed worker's tasks quickly.
+Leases last 3 s, so that the others take over a killed worker's tasks quickly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ async def main(redis_url: str, base_url: str, api_key: str, log: str) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    store = RedisStore(redis_url, lease=1.0, hold=200)
+    store = RedisStore(redis_url, lease=3.0, hold=500)
     async with (
         AnyFast(api_key, base_url=base_url, store=store) as client,
         client.watcher(concurrency=16, poll_interval=0.25, timeout=None, on_terminal=deliver),
