@@ -213,18 +213,14 @@ async def _worker(args: argparse.Namespace) -> int:
         client = AnyFast(base_url=args.base_url, store=store)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
-    jsonl = args.jsonl or not sys.stdout.isatty()
+    show = _printer(args.jsonl or not sys.stdout.isatty(), Counter())
 
     async def deliver(update: TaskUpdate) -> None:
         if hook is not None:
             result = hook(update)
             if inspect.isawaitable(result):
                 await result
-        if jsonl:
-            json_line({**update.to_dict(), "outcome": kind_of(update.outcome())}, sys.stdout)
-        else:
-            where = update.download_path or update.error or ""
-            print(f"{update.task_id}\t{kind_of(update.outcome())}\t{where}", flush=True)
+        show(update)
 
     try:
         async with (
@@ -248,7 +244,58 @@ async def _worker(args: argparse.Namespace) -> int:
 
 async def _resume(args: argparse.Namespace) -> int:
     folder = Path(args.download_to) if args.download_to else None
+    if is_redis(args.store):
+        return await _resume_fleet(args, folder)
     return await run_batch(args, None, folder=folder, every_update=True, stop=args.stop)
+
+
+def _printer(jsonl: bool, kinds: Counter[str]) -> Callable[[TaskUpdate], None]:
+    """Print each outcome a member of a fleet delivers (a line, or JSON), and count it."""
+
+    def show(update: TaskUpdate) -> None:
+        kind = kind_of(update.outcome())
+        kinds[kind] += 1
+        if jsonl:
+            json_line({**update.to_dict(), "outcome": kind}, sys.stdout)
+        else:
+            where = update.download_path or update.error or ""
+            print(f"{update.task_id}\t{kind}\t{where}", flush=True)
+
+    return show
+
+
+async def _resume_fleet(args: argparse.Namespace, folder: Path | None) -> int:
+    """``anyfast resume`` on a Redis store: poll with the fleet until the store has no task
+    left unfinished or undelivered; exit as for ``wait`` by what this process delivered."""
+    store = RedisStore(args.store, namespace=args.namespace)
+    try:
+        client = AnyFast(base_url=args.base_url, store=store)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    kinds: Counter[str] = Counter()
+    try:
+        async with (
+            client,
+            client.watcher(
+                concurrency=args.concurrency,
+                poll=_poll(args),
+                timeout=None,
+                on_terminal=_printer(args.jsonl or not sys.stdout.isatty(), kinds),
+                download_to=folder,
+                download_concurrency=args.download_concurrency,
+            ),
+        ):
+            # Other processes end tasks too: the store is looked at once a second.
+            while await store.tasks(unfinished=True, unhandled=True):  # noqa: ASYNC110
+                await asyncio.sleep(1.0)
+    except StoreError as exc:
+        raise _Usage(str(exc)) from None
+    print(f"anyfast: {sum(kinds.values())} outcomes delivered here", file=sys.stderr)
+    if kinds["error"]:
+        return EXIT_API
+    if kinds["timed_out"]:
+        return EXIT_TIMEOUT
+    return EXIT_FAILED if kinds["failed"] else EXIT_OK
 
 
 # -- the demo ----------------------------------------------------------------------------------
@@ -566,7 +613,16 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, pacing, downloads],
         help="watch to their ends the tasks a task store left unfinished",
     )
-    resume.add_argument("--store", metavar="PATH", required=True, help="the store's file")
+    resume.add_argument(
+        "--store",
+        metavar="PATH",
+        required=True,
+        help="the store's file, or a Redis URL (then it polls with the fleet until the store "
+        "has nothing left to watch or deliver)",
+    )
+    resume.add_argument(
+        "--namespace", default="anyfast", help="a Redis store's key prefix (anyfast)"
+    )
     resume.add_argument(
         "--download-to", metavar="DIR", help="save the video of each task that succeeds"
     )

@@ -265,3 +265,34 @@ async def test_anyfast_worker_needs_redis(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert b"needs a Redis store" in result.stderr
+
+
+def videos_in(folder: Path) -> list[str]:
+    return [path.name for path in folder.iterdir()]
+
+
+async def test_anyfast_resume_on_redis(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+    """`anyfast resume --store redis://...` polls with the fleet until the store has nothing
+    left to watch or deliver, downloading each video."""
+    videos = tmp_path / "videos"
+    async with FakeAnyFast(api_key=KEY) as api, FakeAnyFast() as storage:
+        ids = []
+        for i in range(8):
+            url = storage.add_file(f"v{i}.mp4", b"V" * 100)
+            ids.append(api.add_task(f"r{i}", stages=success(url)).task_id)
+        async with RedisStore(redis_server.url) as store:
+            for task_id in ids:
+                store.watching(task_id, None)  # left by a process that went away
+            await store.flush()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+        env.update(ANYFAST_API_KEY=KEY, ANYFAST_BASE_URL=api.base_url)
+        with anyio.fail_after(60):
+            command = ["resume", "--store", redis_server.url, "--poll-interval", "0.05"]
+            command += ["--download-to", str(videos), "--jsonl"]
+            result = await anyio.run_process(
+                [sys.executable, "-m", "anyfast_async", *command], env=env, check=False
+            )
+    assert result.returncode == 0, result.stderr.decode()
+    outcomes = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert sorted(o["task_id"] for o in outcomes) == sorted(ids)
+    assert sorted(videos_in(videos)) == sorted(f"{i}.mp4" for i in ids)
