@@ -406,3 +406,35 @@ async def test_a_one_off_wait_is_not_polled_by_the_fleet_too(
             task = await waiting.wait("t1", poll_interval=0.05)
     assert task.result_url == URL
     assert server.polls("t1") == 6
+
+
+async def test_the_adding_process_reads_the_outcomes_as_updates(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """watcher.updates() in the process that added the tasks yields each task's terminal
+    update, whichever process polled it."""
+    for i in range(5):
+        server.add_task(
+            f"u{i}", stages=[Stage(status="QUEUED"), Stage(status="SUCCESS", result_url=URL)]
+        )
+    async with (
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url, poll=False)
+        ) as adder,
+        AnyFast(
+            server.api_key, base_url=server.base_url, store=RedisStore(redis_server.url)
+        ) as poller,
+        adder.watcher() as watcher,
+        poller.watcher(poll_interval=0.05),
+    ):
+        updates = watcher.updates()
+        watcher.add_many([f"u{i}" for i in range(5)])
+        seen = {}
+        with anyio.fail_after(30):
+            async with updates:
+                async for update in updates:
+                    seen[update.task_id] = update
+                    if len(seen) == 5:
+                        break
+    assert all(u.is_terminal and u.succeeded for u in seen.values())
+    assert {u.task.result_url for u in seen.values() if u.task} == {URL}
