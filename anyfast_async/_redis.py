@@ -19,7 +19,6 @@ has answered, which with ``appendfsync always`` means once it is on disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -29,7 +28,7 @@ from typing import Any, Final
 import msgspec
 import yarl
 
-from ._store import StoreError, TaskRecord
+from ._store import StoreError, TaskRecord, WriteQueue
 
 __all__ = ["Claim", "RedisStore"]
 
@@ -324,10 +323,9 @@ class RedisStore:
         self._reader: Any = None
         self._away: tuple[type[BaseException], ...] = (OSError,)
         self._scripts: dict[str, Any] = {}
-        self._queue: list[tuple[list[Any], asyncio.Future[None] | None]] = []
-        self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self._writes = WriteQueue(
+            self._apply, batch=_BATCH, name="anyfast-async redis store writer"
+        )
 
     def __repr__(self) -> str:
         state = "open" if self._redis is not None else "closed"
@@ -369,25 +367,15 @@ class RedisStore:
                 ("pause", _PAUSE),
             )
         }
-        self._closing = False
-        self._wake = asyncio.Event()
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_batches(), name="anyfast-async redis store writer"
-        )
+        self._writes.start()
 
     async def aclose(self) -> None:
         """Write what is queued, then disconnect."""
         client = self._redis
         if client is None:
             return
-        self._closing = True
-        writer = self._writer
-        if writer is not None and self._wake is not None:
-            self._wake.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(writer)
+        await self._writes.close()
         self._redis = None
-        self._writer = None
         reader, self._reader = self._reader, None
         await client.aclose()
         if reader is not None:
@@ -402,66 +390,35 @@ class RedisStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _queue_op(self, op: list[Any], done: asyncio.Future[None] | None) -> None:
-        wake = self._wake
-        if wake is None or self._closing or self._redis is None:
-            raise RuntimeError("the store is not open")
-        self._queue.append((op, done))
-        wake.set()
-
     async def _write(self, *op: Any) -> None:
         """Queue one operation and wait until Redis has applied it."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue_op(list(op), done)
-        await done
+        await self._writes.write(list(op))
 
     def _write_soon(self, *op: Any) -> None:
         """Queue one operation; it is sent with the next batch."""
-        self._queue_op(list(op), None)
+        self._writes.write_soon(list(op))
 
-    async def _write_batches(self) -> None:
-        wake = self._wake
-        assert wake is not None
+    async def _apply(self, batch: list[list[Any]]) -> list[BaseException | None]:
+        """One script call for the batch; each operation's error. While Redis is away (a
+        restart, a failover) the batch waits for it, and so do its callers: every operation
+        can be applied twice."""
+        payload = msgspec.json.encode(batch).decode()
+        delay = 0.1
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                wake.clear()
-                await wake.wait()
+            try:
+                reply = await self._scripts["apply"](keys=self._keys, args=[payload])
+            except self._away as exc:
+                logger.warning(
+                    "the Redis store is unreachable (%s); retrying in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
                 continue
-            batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
-            errors: list[BaseException | None]
-            payload = msgspec.json.encode([op for op, _ in batch]).decode()
-            delay = 0.1
-            while True:
-                try:
-                    reply = await self._scripts["apply"](keys=self._keys, args=[payload])
-                    found = msgspec.json.decode(reply)
-                    errors = [None if e is None else StoreError(str(e)) for e in found]
-                except self._away as exc:
-                    # Redis is away (a restart, a failover): the batch waits for it, and so
-                    # do its callers; every operation can be applied twice.
-                    logger.warning(
-                        "the Redis store is unreachable (%s); retrying in %.1f s",
-                        type(exc).__name__,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # refused by Redis: every caller hears of it
-                    failure = StoreError(f"the Redis store failed: {type(exc).__name__}: {exc}")
-                    errors = [failure] * len(batch)
-                break
-            for (_, done), error in zip(batch, errors, strict=True):
-                if done is None or done.done():
-                    continue
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+            except Exception as exc:  # refused by Redis: every caller hears of it
+                raise StoreError(f"the Redis store failed: {type(exc).__name__}: {exc}") from None
+            return [None if e is None else StoreError(str(e)) for e in msgspec.json.decode(reply)]
 
     # -- what the client records ---------------------------------------------------------------
 

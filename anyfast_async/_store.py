@@ -22,16 +22,16 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["SQLiteStore", "StoreError", "TaskRecord", "TaskStore"]
+__all__ = ["SQLiteStore", "StoreError", "TaskRecord", "TaskStore", "WriteQueue"]
 
 _APPLICATION_ID: Final = 0x41464153  # "AFAS"
 _SCHEMA_VERSION: Final = 1
@@ -231,6 +231,7 @@ _COLUMNS: Final = (
 
 # An operation: SQL and its parameters, applied inside the batch's transaction.
 _Op = tuple[str, tuple[Any, ...]]
+_OpT = TypeVar("_OpT")
 
 
 def _record(row: tuple[Any, ...]) -> TaskRecord:
@@ -248,6 +249,89 @@ def _record(row: tuple[Any, ...]) -> TaskRecord:
         download_path=row[10],
         body_sha256=row[11],
     )
+
+
+class WriteQueue(Generic[_OpT]):
+    """A store's writes, queued and applied in batches by one writer task: everything queued
+    while a batch is applied goes in the next one. An awaited write returns once its batch
+    is applied (or raises its own error); a write queued "soon" is not waited for.
+
+    ``apply`` applies a batch and returns each operation's error (``None``: applied); if it
+    raises, every caller of the batch gets that error.
+    """
+
+    def __init__(
+        self,
+        apply: Callable[[list[_OpT]], Awaitable[list[BaseException | None]]],
+        *,
+        batch: int,
+        name: str,
+    ) -> None:
+        self._apply = apply
+        self._batch = batch
+        self._name = name
+        self._queue: list[tuple[_OpT, asyncio.Future[None] | None]] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def close(self) -> None:
+        """Apply what is queued, then stop the writer task."""
+        self._closing = True
+        writer, self._writer = self._writer, None
+        if writer is not None and self._wake is not None:
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(writer)
+        self._wake = None
+
+    def _put(self, op: _OpT, done: asyncio.Future[None] | None) -> None:
+        wake = self._wake
+        if wake is None or self._closing:
+            raise RuntimeError("the store is not open")
+        self._queue.append((op, done))
+        wake.set()
+
+    async def write(self, op: _OpT) -> None:
+        """Queue one operation and wait until it is applied."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put(op, done)
+        await done
+
+    def write_soon(self, op: _OpT) -> None:
+        """Queue one operation; it is applied with the next batch (within milliseconds)."""
+        self._put(op, None)
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+            try:
+                errors = await self._apply([op for op, _ in batch])
+            except BaseException as exc:  # the whole batch failed: every caller hears of it
+                errors = [exc] * len(batch)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            for (_, done), error in zip(batch, errors, strict=True):
+                if done is None or done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
 
 
 class SQLiteStore:
@@ -276,10 +360,9 @@ class SQLiteStore:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        self._queue: list[tuple[_Op, asyncio.Future[None] | None]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
-        self._closing = False
+        self._writes = WriteQueue(
+            self._apply_in_thread, batch=_BATCH, name="anyfast-async store writer"
+        )
 
     def __repr__(self) -> str:
         state = "open" if self._db is not None else "closed"
@@ -298,28 +381,18 @@ class SQLiteStore:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self._closing = False
-        self._wake = asyncio.Event()
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_batches(), name="anyfast-async store writer"
-        )
+        self._writes.start()
 
     async def aclose(self) -> None:
         """Write what is queued, then close the file and release its lock."""
         executor = self._executor
         if executor is None:
             return
-        self._closing = True
-        writer = self._writer
-        if writer is not None and self._wake is not None:
-            self._wake.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(writer)
+        await self._writes.close()
         try:
             await self._run(self._close)
         finally:
             self._executor = None
-            self._writer = None
             executor.shutdown(wait=False)
 
     async def __aenter__(self) -> SQLiteStore:
@@ -417,53 +490,23 @@ class SQLiteStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _queue_op(
-        self, sql: str, params: tuple[Any, ...], done: asyncio.Future[None] | None
-    ) -> None:
-        wake = self._wake
-        if wake is None or self._closing:
-            raise RuntimeError("the store is not open")
+    def _check_writable(self) -> None:
         if self.readonly:
             raise StoreError(f"{self.path} is open read-only")
-        self._queue.append(((sql, params), done))
-        wake.set()
 
     async def _write(self, sql: str, *params: Any) -> None:
         """Queue one operation and wait until it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue_op(sql, params, done)
-        await done
+        self._check_writable()
+        await self._writes.write((sql, params))
 
     def _write_soon(self, sql: str, *params: Any) -> None:
         """Queue one operation; it is committed with the next batch (within milliseconds)."""
-        self._queue_op(sql, params, None)
+        self._check_writable()
+        self._writes.write_soon((sql, params))
 
-    async def _write_batches(self) -> None:
-        wake = self._wake
-        assert wake is not None
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                wake.clear()
-                await wake.wait()
-                continue
-            batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
-            try:
-                errors: list[BaseException | None] = await self._run(
-                    self._apply, [op for op, _ in batch]
-                )
-            except BaseException as exc:  # the whole batch failed: every caller hears of it
-                errors = [exc] * len(batch)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            for (_, done), error in zip(batch, errors, strict=True):
-                if done is None or done.done():
-                    continue
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+    async def _apply_in_thread(self, ops: list[_Op]) -> list[BaseException | None]:
+        errors: list[BaseException | None] = await self._run(self._apply, ops)
+        return errors
 
     def _apply(self, ops: list[_Op]) -> list[BaseException | None]:
         """One transaction for the batch. If an operation fails, the batch is applied again
