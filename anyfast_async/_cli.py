@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -50,6 +50,7 @@ from ._cli_batch import (
     Usage,
     create_batch,
     create_requests,
+    exit_code_of,
     is_redis,
     json_line,
     kind_of,
@@ -64,10 +65,6 @@ from .testing import FakeAnyFast, Fault, Stage
 
 __all__ = ["main"]
 
-_Usage = Usage
-_json_line = json_line
-_rich = rich_or_none
-
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -76,7 +73,7 @@ def _client(args: argparse.Namespace) -> AnyFast:
     try:
         return AnyFast(base_url=args.base_url)
     except ValueError as exc:
-        raise _Usage(str(exc)) from None
+        raise Usage(str(exc)) from None
 
 
 def _poll(args: argparse.Namespace) -> PollPolicy | None:
@@ -98,7 +95,7 @@ async def _get(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         task = await client.get_task(args.task_id)
     if args.json:
-        _json_line(task.to_dict(), sys.stdout)
+        json_line(task.to_dict(), sys.stdout)
         return EXIT_OK
     for key, value in task.to_dict().items():
         if value is not None:
@@ -110,7 +107,7 @@ async def _create(args: argparse.Namespace) -> int:
     try:
         return await create_batch(args, args.requests, args.stop)
     except StoreError as exc:
-        raise _Usage(str(exc)) from None
+        raise Usage(str(exc)) from None
 
 
 async def _watch(args: argparse.Namespace) -> int:
@@ -131,7 +128,7 @@ def _is_folder(output: str, args: argparse.Namespace) -> bool:
     if not (batch or output.endswith((os.sep, "/")) or Path(output).is_dir()):
         return False
     if not Path(output).exists() and Path(output).suffix.lower() in (".mp4", ".mov", ".webm"):
-        raise _Usage(f"-o {output}: a batch needs a folder, and this looks like a file name")
+        raise Usage(f"-o {output}: a batch needs a folder, and this looks like a file name")
     return True
 
 
@@ -172,10 +169,10 @@ async def _tasks(args: argparse.Namespace) -> int:
         async with store:
             records = await store.tasks(unfinished=args.unfinished)
     except StoreError as exc:
-        raise _Usage(str(exc)) from None
+        raise Usage(str(exc)) from None
     if args.jsonl:
         for record in records:
-            _json_line(_record_dict(record), sys.stdout)
+            json_line(_record_dict(record), sys.stdout)
         return EXIT_OK
     for record in records:
         outcome = record.error or record.status or "-"
@@ -191,13 +188,13 @@ def _hook(path: str) -> Callable[[TaskUpdate], object]:
     """The function ``module:function`` names (``--on-terminal``)."""
     module, _, name = path.partition(":")
     if not module or not name:
-        raise _Usage(f"--on-terminal {path}: give it as module:function")
+        raise Usage(f"--on-terminal {path}: give it as module:function")
     try:
         found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise _Usage(f"--on-terminal {path}: {exc}") from None
+        raise Usage(f"--on-terminal {path}: {exc}") from None
     if not callable(found):
-        raise _Usage(f"--on-terminal {path}: not a function")
+        raise Usage(f"--on-terminal {path}: not a function")
     return cast("Callable[[TaskUpdate], object]", found)
 
 
@@ -206,13 +203,9 @@ async def _worker(args: argparse.Namespace) -> int:
     outcomes to ``--on-terminal`` (and prints them), until SIGINT or SIGTERM, then gives the
     tasks it holds back to the others and exits 0."""
     if not is_redis(args.store):
-        raise _Usage("anyfast worker needs a Redis store: --store redis://host:port/db")
+        raise Usage("anyfast worker needs a Redis store: --store redis://host:port/db")
     hook = _hook(args.on_terminal) if args.on_terminal else None
     store = RedisStore(args.store, namespace=args.namespace, lease=args.lease, hold=args.hold)
-    try:
-        client = AnyFast(base_url=args.base_url, store=store)
-    except ValueError as exc:
-        raise _Usage(str(exc)) from None
     show = _printer(args.jsonl or not sys.stdout.isatty(), Counter())
 
     async def deliver(update: TaskUpdate) -> None:
@@ -222,6 +215,29 @@ async def _worker(args: argparse.Namespace) -> int:
                 await result
         show(update)
 
+    async def until_stopped() -> None:
+        print(f"anyfast: worker on {store!r}", file=sys.stderr, flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()  # until a signal cancels it
+
+    folder = Path(args.download_to) if args.download_to else None
+    await _with_fleet(args, store, deliver, folder, until_stopped)
+    return EXIT_OK
+
+
+async def _with_fleet(
+    args: argparse.Namespace,
+    store: RedisStore,
+    on_terminal: Callable[[TaskUpdate], object],
+    folder: Path | None,
+    run: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``run`` while this process polls with the fleet of ``store``, delivering each
+    outcome to ``on_terminal`` and saving videos into ``folder``."""
+    try:
+        client = AnyFast(base_url=args.base_url, store=store)
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
     try:
         async with (
             client,
@@ -229,17 +245,14 @@ async def _worker(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 poll=_poll(args),
                 timeout=None,
-                on_terminal=deliver,
-                download_to=args.download_to,
+                on_terminal=on_terminal,
+                download_to=folder,
                 download_concurrency=args.download_concurrency,
             ),
         ):
-            print(f"anyfast: worker on {store!r}", file=sys.stderr, flush=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()  # until a signal cancels it
+            await run()
     except StoreError as exc:
-        raise _Usage(str(exc)) from None
-    return EXIT_OK
+        raise Usage(str(exc)) from None
 
 
 async def _resume(args: argparse.Namespace) -> int:
@@ -268,34 +281,17 @@ async def _resume_fleet(args: argparse.Namespace, folder: Path | None) -> int:
     """``anyfast resume`` on a Redis store: poll with the fleet until the store has no task
     left unfinished or undelivered; exit as for ``wait`` by what this process delivered."""
     store = RedisStore(args.store, namespace=args.namespace)
-    try:
-        client = AnyFast(base_url=args.base_url, store=store)
-    except ValueError as exc:
-        raise _Usage(str(exc)) from None
     kinds: Counter[str] = Counter()
-    try:
-        async with (
-            client,
-            client.watcher(
-                concurrency=args.concurrency,
-                poll=_poll(args),
-                timeout=None,
-                on_terminal=_printer(args.jsonl or not sys.stdout.isatty(), kinds),
-                download_to=folder,
-                download_concurrency=args.download_concurrency,
-            ),
-        ):
-            # Other processes end tasks too: the store is looked at once a second.
-            while await store.tasks(unfinished=True, unhandled=True):  # noqa: ASYNC110
-                await asyncio.sleep(1.0)
-    except StoreError as exc:
-        raise _Usage(str(exc)) from None
+
+    async def until_nothing_left() -> None:
+        # Other processes end tasks too: the store is looked at once a second.
+        while await store.tasks(unfinished=True, unhandled=True):  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+
+    printer = _printer(args.jsonl or not sys.stdout.isatty(), kinds)
+    await _with_fleet(args, store, printer, folder, until_nothing_left)
     print(f"anyfast: {sum(kinds.values())} outcomes delivered here", file=sys.stderr)
-    if kinds["error"]:
-        return EXIT_API
-    if kinds["timed_out"]:
-        return EXIT_TIMEOUT
-    return EXIT_FAILED if kinds["failed"] else EXIT_OK
+    return exit_code_of(kinds)
 
 
 # -- the demo ----------------------------------------------------------------------------------
@@ -372,7 +368,7 @@ def _demo_summary(
         ("other errors ridden out", str(errors)),
         ("elapsed", f"{elapsed:.1f} s"),
     ]
-    if _rich() is None or not sys.stdout.isatty():
+    if rich_or_none() is None or not sys.stdout.isatty():
         print("Summary")
         for name, value in rows:
             print(f"  {name}: {value}")
@@ -691,7 +687,7 @@ def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
         except ImportError:
             if loop == "uvloop":
                 coro.close()
-                raise _Usage("--loop uvloop: uvloop is not installed") from None
+                raise Usage("--loop uvloop: uvloop is not installed") from None
         else:
             return uvloop.run(coro)
     return asyncio.run(coro)
@@ -718,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = _run(stoppable(args.run(args), args.stop), args.loop)
         sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
         return code
-    except _Usage as exc:
+    except Usage as exc:
         print(f"anyfast: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (TaskFailedError, WaitTimeoutError) as exc:

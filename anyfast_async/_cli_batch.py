@@ -50,6 +50,7 @@ __all__ = [
     "Usage",
     "create_batch",
     "create_requests",
+    "exit_code_of",
     "is_redis",
     "json_line",
     "kind_of",
@@ -202,6 +203,15 @@ def kind_of(outcome: Task | AnyFastError) -> str:
     return "error"
 
 
+def exit_code_of(kinds: Counter[str]) -> int:
+    """The exit code of a batch by its outcomes (counted by :func:`kind_of`): the worst."""
+    if kinds["error"]:
+        return EXIT_API
+    if kinds["timed_out"]:
+        return EXIT_TIMEOUT
+    return EXIT_FAILED if kinds["failed"] else EXIT_OK
+
+
 def _kind_of_record(record: TaskRecord) -> str:
     return "succeeded" if record.status == "SUCCESS" and record.error is None else "failed"
 
@@ -350,11 +360,7 @@ class Report:
         return ", ".join(parts)
 
     def exit_code(self) -> int:
-        if self.kinds["error"]:
-            return EXIT_API
-        if self.kinds["timed_out"]:
-            return EXIT_TIMEOUT
-        return EXIT_FAILED if self.kinds["failed"] else EXIT_OK
+        return exit_code_of(self.kinds)
 
     def summary(self, interrupted: str | None) -> None:
         """Print what is known: at the end, or when a signal stopped the batch."""
