@@ -179,14 +179,13 @@ async def test_demo_piped() -> None:
     assert "throttles survived" in out
 
 
-def test_demo_on_a_terminal() -> None:
-    """Under a terminal (a pty), the demo draws live progress bars, then the summary table."""
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the command under a pty; its exit code and everything it drew."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
-    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anyfast_async", "demo", "--tasks", "5"],
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
+    env = {**env, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "50"}
+    process = subprocess.Popen(  # noqa: S603 (our own command)
+        [sys.executable, "-m", "anyfast_async", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -208,13 +207,20 @@ def test_demo_on_a_terminal() -> None:
                 captured += chunk
             elif process.poll() is not None:
                 break
-        assert process.wait(timeout=60) == 0
+        code = process.wait(timeout=120)
     finally:
         os.close(master)
         if process.poll() is None:
             process.kill()
             process.wait()
-    screen = captured.decode(errors="replace")
+    return code, captured.decode(errors="replace")
+
+
+def test_demo_on_a_terminal() -> None:
+    """Under a terminal (a pty), the demo draws live progress bars, then the summary table."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFAST_")}
+    code, screen = run_on_a_terminal(["demo", "--tasks", "5"], env)
+    assert code == 0, screen
     assert "━" in screen, "progress bars were drawn"
     assert "\x1b[" in screen, "with terminal escapes (a live display)"
     assert "100%" in screen

@@ -19,7 +19,7 @@ import pytest
 from anyfast_async import SQLiteStore
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
 
-from .test_cli import SECRET, anyfast, success, text
+from .test_cli import SECRET, anyfast, run_on_a_terminal, success, text
 
 pytestmark = pytest.mark.anyio
 
@@ -269,49 +269,6 @@ async def test_watch_can_download(api: FakeAnyFast, storage: FakeAnyFast, tmp_pa
     assert updates[-1]["download_path"] == str(tmp_path / "a.mp4")
     assert (tmp_path / "a.mp4").read_bytes() == b"A" * 10
     assert summary["summary"]["succeeded"] == 1
-
-
-def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the command under a pty; its exit code and everything it drew."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
-    env = {**env, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "50"}
-    process = subprocess.Popen(  # noqa: S603 (our own command)
-        [sys.executable, "-m", "anyfast_async", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    captured = b""
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                captured += chunk
-            elif process.poll() is not None:
-                break
-        code = process.wait(timeout=120)
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return code, captured.decode(errors="replace")
 
 
 async def test_a_large_batch_on_a_terminal_draws_one_bar(api: FakeAnyFast) -> None:
