@@ -419,9 +419,8 @@ async def test_with_a_store_create_sends_each_prompt_once(api: FakeAnyFast, tmp_
     assert len(made) == 4
 
 
-def read_then_close(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the command, read 10 bytes of its output and close it (as `head -c 10` does);
-    its exit code and its stderr."""
+def start_and_close_its_output(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the command, read 10 bytes of its output and close it (as `head -c 10` does)."""
     process = subprocess.Popen(  # noqa: S603 (our own command)
         [sys.executable, "-m", "anyfast_async", *args],
         stdout=subprocess.PIPE,
@@ -429,12 +428,17 @@ def read_then_close(args: list[str], env: dict[str, str]) -> tuple[int, str]:
         env=env,
     )
     assert process.stdout is not None
+    process.stdout.read(10)
+    process.stdout.close()
+    return process
+
+
+def exit_and_stderr(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """Wait for the process to end (killing it after 60 s); its exit code and its stderr."""
     assert process.stderr is not None
     try:
-        process.stdout.read(10)
-        process.stdout.close()
-        code = process.wait(timeout=60)
-        return code, process.stderr.read().decode()
+        _, errors = process.communicate(timeout=60)
+        return process.returncode, errors.decode()
     finally:
         if process.poll() is None:
             process.kill()
@@ -444,16 +448,24 @@ def read_then_close(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 async def test_a_reader_that_goes_away_ends_the_batch_quietly(api: FakeAnyFast) -> None:
     """`anyfast wait ... | head -c 10`: the next outcome meets the closed pipe and the
-    command stops (exit 1, nothing on stderr) instead of watching on with nowhere to write."""
+    command stops (exit 1, nothing on stderr) instead of watching on with nowhere to write.
+
+    One task ends at once; the reader takes its line and goes away. Only then does a second
+    task end; the other 38 never do, so a command that watched on would not exit."""
     ids = [f"t{i}" for i in range(40)]
-    for i, task_id in enumerate(ids):  # ending one after the other
-        api.add_task(task_id, stages=[Stage(status="QUEUED", polls=1 + i), *success()])
-    code, errors = await anyio.to_thread.run_sync(
-        read_then_close, ["wait", *ids, "--jsonl", *FAST], env_for(api)
+    api.add_task(ids[0], stages=success())
+    for task_id in ids[1:]:
+        api.add_task(task_id, stages=[Stage(status="QUEUED", polls=10**9)])
+    process = await anyio.to_thread.run_sync(
+        start_and_close_its_output, ["wait", *ids, "--jsonl", *FAST], env_for(api)
     )
+    try:
+        api.remove_task(ids[1])
+        api.add_task(ids[1], stages=success())
+    finally:
+        code, errors = await anyio.to_thread.run_sync(exit_and_stderr, process)
     assert code == 1
     assert errors == ""
-    assert sum(api.polls(task_id) for task_id in ids) < 40 * 5, "it did not watch on"
 
 
 async def test_a_store_does_not_stand_for_another_download_folder(
