@@ -34,8 +34,10 @@ from ._exceptions import (
     ServerError,
     TaskFailedError,
     TaskNotFoundError,
+    TaskStalledError,
     WaitTimeoutError,
 )
+from ._failures import FailureKind, UpstreamError
 from ._models import (
     CreatedTask,
     DashScopeOutput,
@@ -81,6 +83,7 @@ __all__ = [
     "DashScopeOutput",
     "DashScopePayload",
     "DashScopeUsage",
+    "FailureKind",
     "ImageToVideo",
     "InsecureBaseURLWarning",
     "Limits",
@@ -107,6 +110,7 @@ __all__ = [
     "TaskHandle",
     "TaskNotFoundError",
     "TaskRecord",
+    "TaskStalledError",
     "TaskStatus",
     "TaskStore",
     "TaskUpdate",
@@ -115,6 +119,7 @@ __all__ = [
     "Timeout",
     "UnsetType",
     "UpdateStream",
+    "UpstreamError",
     "VideoEdit",
     "WaitTimeoutError",
     "Watcher",

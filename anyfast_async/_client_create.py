@@ -16,6 +16,7 @@ import msgspec
 from ._config import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._engine import Engine
 from ._models import CreatedTask, Task
+from ._phases import PhaseLimits
 from ._requests import (
     DEFAULT_MAX_IMAGES,
     CreateRequest,
@@ -292,6 +293,10 @@ class CreateCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
     ) -> Task:
         """Create a task, then wait for it; return the finished :class:`Task`.
 
@@ -308,6 +313,10 @@ class CreateCalls:
                 the deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
 
         Returns:
             The final :class:`Task`, whose status is SUCCESS.
@@ -320,7 +329,16 @@ class CreateCalls:
                 :class:`TaskFailedError` or :class:`WaitTimeoutError` carries the id).
         """
         scheduler = one_task_scheduler(
-            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
+            self._engine,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            phases=PhaseLimits.of(
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            ),
         )
         created = await self.create(request)
         if on_created is not None:
@@ -337,6 +355,10 @@ class CreateCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
     ) -> CreateAndWatchStream:
         """Create a task and watch it: yields the :class:`CreatedTask` first, then updates.
 
@@ -358,6 +380,10 @@ class CreateCalls:
                 :class:`CreatedTask`) until the deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
 
         Returns:
             A :class:`CreateAndWatchStream`, to iterate (and enter with ``async with``).
@@ -371,6 +397,15 @@ class CreateCalls:
                 :meth:`watch`.
         """
         scheduler = one_task_scheduler(
-            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
+            self._engine,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            phases=PhaseLimits.of(
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            ),
         )
         return CreateAndWatchStream(lambda: self.create(request), scheduler)

@@ -14,6 +14,7 @@ from ._config import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._engine import Engine
 from ._fleet import Fleet
 from ._models import Task
+from ._phases import PhaseLimits
 from ._redis import RedisStore
 from ._updates import Outcomes, TaskUpdate
 from ._watch import (
@@ -44,6 +45,10 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
     ) -> UpdateStream:
         """Watch one task: an async iterator of its :class:`TaskUpdate` s.
 
@@ -66,6 +71,14 @@ class WatchCalls:
             timeout: Seconds until the deadline (default 1800); ``None`` for none.
             poll: When to poll (:class:`PollPolicy`); default: ``PollPolicy()``.
             poll_interval: Shortcut for ``poll=PollPolicy.fixed(poll_interval)``.
+            queue_timeout: Longest time the task may wait (NOT_START, SUBMITTED, QUEUED)
+                before it ends with :class:`TaskStalledError`; ``None`` (default): no limit.
+            run_timeout: Longest time it may run (IN_PROGRESS, or a status the SDK does not
+                know); ``None``: no limit.
+            stall_timeout: Longest time it may run with neither its status nor its progress
+                changing; ``None``: no limit.
+            upstream_error_timeout: Longest time the provider's error
+                (:attr:`Task.upstream_error`) may persist; ``None``: no limit.
 
         Raises:
             TypeError: ``task_id`` is not a string (at the call).
@@ -81,7 +94,16 @@ class WatchCalls:
             ResponseDecodeError: an answer could not be read as a task.
         """
         scheduler = one_task_scheduler(
-            self._engine, timeout=timeout, poll=poll, poll_interval=poll_interval
+            self._engine,
+            timeout=timeout,
+            poll=poll,
+            poll_interval=poll_interval,
+            phases=PhaseLimits.of(
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            ),
         )
         scheduler.add(task_id)
         return follow(scheduler)
@@ -93,6 +115,10 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
     ) -> Task:
         """Wait for one task to finish and return it.
 
@@ -108,6 +134,10 @@ class WatchCalls:
             timeout: Seconds until the deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
 
         Returns:
             The final :class:`Task`, whose status is SUCCESS.
@@ -117,7 +147,16 @@ class WatchCalls:
             TypeError, ValueError, RuntimeError, AnyFastError: as for :meth:`watch`.
         """
         return await wait_for(
-            self.watch(task_id, timeout=timeout, poll=poll, poll_interval=poll_interval),
+            self.watch(
+                task_id,
+                timeout=timeout,
+                poll=poll,
+                poll_interval=poll_interval,
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            ),
             task_id,
         )
 
@@ -129,6 +168,10 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
     ) -> UpdateStream:
         """Watch many tasks at once: an async iterator of all their updates, merged.
 
@@ -151,6 +194,10 @@ class WatchCalls:
             timeout: Seconds until each task's deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
 
         Raises:
             TypeError: an id is not a string (at the call).
@@ -161,7 +208,13 @@ class WatchCalls:
                 everything stops.
             PermissionDeniedError: likewise, for a 403.
         """
-        return self._many(task_ids, concurrency, timeout, poll, poll_interval)
+        phases = PhaseLimits.of(
+            queue_timeout=queue_timeout,
+            run_timeout=run_timeout,
+            stall_timeout=stall_timeout,
+            upstream_error_timeout=upstream_error_timeout,
+        )
+        return self._many(task_ids, concurrency, timeout, poll, poll_interval, phases)
 
     def _many(
         self,
@@ -170,6 +223,7 @@ class WatchCalls:
         timeout: float | None,
         poll: PollPolicy | None,
         poll_interval: float | None,
+        phases: PhaseLimits | None,
         *,
         terminal_only: bool = False,
     ) -> UpdateStream:
@@ -180,6 +234,7 @@ class WatchCalls:
             poll=poll,
             poll_interval=poll_interval,
             close_when_idle=True,
+            phases=phases,
         )
         for task_id in task_ids:
             scheduler.add(task_id)
@@ -199,6 +254,10 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
         download_to: str | os.PathLike[str] | None = None,
         download_concurrency: int = 4,
         skip_existing: bool = True,
@@ -229,6 +288,10 @@ class WatchCalls:
             timeout: Seconds until each task's deadline (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
             download_to: A folder to download each result into as soon as it succeeds.
             download_concurrency: Most downloads at once.
             skip_existing: Keep a video already saved in ``download_to`` for a task
@@ -246,7 +309,15 @@ class WatchCalls:
             raise ValueError(f"download_concurrency must be >= 1, got {download_concurrency!r}")
         ids = list(dict.fromkeys(task_ids))
         # Only outcomes are read: the reader is never woken for a progress change.
-        updates = self._many(ids, concurrency, timeout, poll, poll_interval, terminal_only=True)
+        phases = PhaseLimits.of(
+            queue_timeout=queue_timeout,
+            run_timeout=run_timeout,
+            stall_timeout=stall_timeout,
+            upstream_error_timeout=upstream_error_timeout,
+        )
+        updates = self._many(
+            ids, concurrency, timeout, poll, poll_interval, phases, terminal_only=True
+        )
         return await wait_many(
             self._engine,
             updates,
@@ -264,6 +335,10 @@ class WatchCalls:
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
+        queue_timeout: float | None = None,
+        run_timeout: float | None = None,
+        stall_timeout: float | None = None,
+        upstream_error_timeout: float | None = None,
         on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
         download_to: str | os.PathLike[str] | None = None,
         download_concurrency: int = 4,
@@ -296,6 +371,10 @@ class WatchCalls:
                 :meth:`Watcher.add` (default 1800); ``None`` for none.
             poll: When to poll, as for :meth:`watch`.
             poll_interval: Shortcut for a fixed interval, as for :meth:`watch`.
+            queue_timeout: Phase deadline, as for :meth:`watch`.
+            run_timeout: Phase deadline, as for :meth:`watch`.
+            stall_timeout: Phase deadline, as for :meth:`watch`.
+            upstream_error_timeout: Phase deadline, as for :meth:`watch`.
             on_terminal: A function or coroutine function called with each task's terminal
                 update (awaited if it returns an awaitable). With a task store, an outcome is
                 recorded as handled once it returns; after a crash :meth:`Watcher.resume`
@@ -335,6 +414,12 @@ class WatchCalls:
             poll_interval=poll_interval,
             close_when_idle=False,
             on_terminal=on_terminal,
+            phases=PhaseLimits.of(
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            ),
         )
         store = self._engine.store
         fleet = None

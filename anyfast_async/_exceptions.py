@@ -16,9 +16,10 @@ Every error the SDK raises is an :class:`AnyFastError`. The first split is betwe
     │   ├── ServerError             5xx
     │   └── ResultExpiredError      403/404/410 from the storage behind a result URL
     ├── ResponseDecodeError         2xx whose body is not the expected JSON (.body excerpt, .path)
-    ├── TaskFailedError             the task ended in FAILURE (.task, .reason)
+    ├── TaskFailedError             the task ended in FAILURE (.task, .reason, .kind)
     └── WaitTimeoutError            the wait's deadline passed (.task_id, .last_task);
-                                    also a builtin TimeoutError
+        │                           also a builtin TimeoutError
+        └── TaskStalledError        a phase deadline passed (.reason, .task, .elapsed)
 
 A 200 answer whose envelope ``code`` is not ``"success"`` is an :class:`APIStatusError`
 (of the class its status and code select). Every error has ``sent``: for one from a create
@@ -31,6 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._failures import FailureKind
     from ._models import Task
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "ServerError",
     "TaskFailedError",
     "TaskNotFoundError",
+    "TaskStalledError",
     "WaitTimeoutError",
 ]
 
@@ -223,15 +226,22 @@ class TaskFailedError(AnyFastError):
     Attributes:
         task: The final :class:`~anyfast_async.Task`.
         reason: The failure reason reported by the gateway (may be empty).
+        kind: What kind of failure it was (:class:`~anyfast_async.FailureKind`), sorted from
+            the reason and the provider's code: whether to change the prompt, fix the
+            request, or create the task again.
     """
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self.reason = task.error or ""
+        kind = task.failure_kind
+        assert kind is not None  # a FAILURE always has a kind
+        self.kind: FailureKind = kind
+        tag = f" ({kind.value})"
         super().__init__(
-            f"task {task.task_id!r} failed: {self.reason}"
+            f"task {task.task_id!r} failed{tag}: {self.reason}"
             if self.reason
-            else f"task {task.task_id!r} failed"
+            else f"task {task.task_id!r} failed{tag}"
         )
 
 
@@ -252,3 +262,49 @@ class WaitTimeoutError(AnyFastError, TimeoutError):
         self.timeout = timeout
         seen = f"; last status {last_task.raw_status}" if last_task is not None else ""
         super().__init__(f"task {task_id!r} did not finish within {timeout:g} s{seen}")
+
+
+_PHASE_WORDS = {
+    "queue_timeout": "waited",
+    "run_timeout": "ran",
+    "stall_timeout": "showed no change",
+    "upstream_error": "had a provider error",
+}
+
+
+class TaskStalledError(WaitTimeoutError):
+    """A phase deadline passed: the task waited, ran, went without news, or sat on a
+    provider's error for longer than allowed (``queue_timeout``, ``run_timeout``,
+    ``stall_timeout``, ``upstream_error_timeout``).
+
+    A :class:`WaitTimeoutError` (and so a builtin :class:`TimeoutError`): code that handles
+    deadlines handles it. The phases are measured on the client's clock, from the polls it
+    saw.
+
+    Attributes:
+        reason: ``"queue_timeout"``, ``"run_timeout"``, ``"stall_timeout"`` or
+            ``"upstream_error"``.
+        task: The last :class:`~anyfast_async.Task` seen (also :attr:`last_task`).
+        elapsed: Seconds the task had spent in what the limit measures: waiting, running,
+            unchanged, or with a provider error.
+        timeout: The limit that passed, in seconds.
+    """
+
+    def __init__(
+        self, task_id: str, *, task: Task, reason: str, timeout: float, elapsed: float
+    ) -> None:
+        self.reason = reason
+        self.task = task
+        self.elapsed = elapsed
+        self.task_id = task_id
+        self.last_task = task
+        self.timeout = timeout
+        detail = f"last status {task.raw_status}"
+        error = task.upstream_error
+        if error is not None:
+            detail += f", provider error {str(error)[:200]!r}"
+        AnyFastError.__init__(
+            self,
+            f"task {task_id!r} {_PHASE_WORDS.get(reason, reason)} for {elapsed:.0f} s"
+            f" ({reason} {timeout:g} s); {detail}",
+        )

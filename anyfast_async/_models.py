@@ -14,6 +14,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from ._failures import FailureKind, UpstreamError, failure_kind_of, upstream_error_of
+
 __all__ = [
     "CreatedTask",
     "DashScopeOutput",
@@ -402,6 +404,47 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         if self.raw_result_url and not _is_result_url(self.raw_result_url):
             return self.raw_result_url
         return ""
+
+    @property
+    def upstream_error(self) -> UpstreamError | None:
+        """The provider's error while the task is not finished, or ``None``.
+
+        When the provider answers the gateway's poll with an error (a revoked channel key, an
+        internal error), the gateway keeps the task QUEUED and puts the provider's answer in
+        :attr:`data`; only its 24-hour limit ends such a task. This reads that error:
+        DashScope's ``{"code", "message", "request_id"}`` or ``output.code`` and
+        ``output.message``, an ``error`` object (Volcengine Ark, OpenAI-style) or string
+        (Gemini, Vertex), Kling's non-zero ``code``, MiniMax's ``base_resp``. ``None`` once
+        the task has finished: see :attr:`failure_kind`.
+
+        >>> import msgspec
+        >>> body = (
+        ...     b'{"status": "QUEUED", "progress": "20%", "data": {"code": "InvalidApiKey",'
+        ...     b' "message": "Invalid API-key provided.", "request_id": "7e3c"}}'
+        ... )
+        >>> msgspec.json.decode(body, type=Task).upstream_error
+        UpstreamError(code='InvalidApiKey', message='Invalid API-key provided.')
+        """
+        if self.is_terminal:
+            return None
+        return upstream_error_of(self.data)
+
+    @property
+    def failure_kind(self) -> FailureKind | None:
+        """For a FAILURE, what kind of failure it was (a :class:`FailureKind`); else ``None``.
+
+        Sorted from :attr:`fail_reason` and the provider's error code and message in
+        :attr:`data`, by the rules listed in the docs (the statuses page); a reason no rule
+        knows is :attr:`FailureKind.UNKNOWN`.
+
+        >>> import msgspec
+        >>> body = '{"status": "FAILURE", "fail_reason": "任务超时\\uff081440分钟\\uff09"}'
+        >>> msgspec.json.decode(body, type=Task).failure_kind
+        <FailureKind.TIMED_OUT: 'timed_out'>
+        """
+        if self.status is not TaskStatus.FAILURE:
+            return None
+        return failure_kind_of(self.error or "", self.data)
 
     @property
     def submitted_at(self) -> datetime | None:

@@ -44,9 +44,12 @@ from ._exceptions import (
     RateLimitError,
     TaskFailedError,
     TaskNotFoundError,
+    TaskStalledError,
     WaitTimeoutError,
 )
+from ._failures import UpstreamError, upstream_error_of
 from ._models import Task, TaskStatus
+from ._phases import PhaseClock, PhaseLimits
 from ._redis import RedisStore
 from ._requests import TASKS_PATH, task_path
 from ._retry import is_retryable, retry_delay
@@ -74,11 +77,12 @@ _SUCCESS: Final = TaskStatus.SUCCESS
 _FAILURE: Final = TaskStatus.FAILURE
 
 
-def summary(task: Task, task_id: str) -> Task:
+def summary(task: Task, task_id: str, *, keep_data: bool = False) -> Task:
     """What a scheduler keeps of a task that is not finished: the record without the
-    provider's payload (``data``, most of the record, which nothing reads while a task runs),
-    with the id, status, action and progress strings shared between tasks rather than held
-    once per task. It keeps a watched task well under 1 KB."""
+    provider's payload (``data``, most of the record, which nothing reads while a task runs;
+    kept only when it is the provider's error, a small object), with the id, status, action
+    and progress strings shared between tasks rather than held once per task. It keeps a
+    watched task well under 1 KB."""
     progress = task.raw_progress
     return msgspec.structs.replace(
         task,
@@ -86,7 +90,7 @@ def summary(task: Task, task_id: str) -> Task:
         raw_status=intern(task.raw_status),
         action=intern(task.action),
         raw_progress=intern(progress) if type(progress) is str else progress,
-        data=None,
+        data=task.data if keep_data else None,
     )
 
 
@@ -102,6 +106,7 @@ class Entry:
 
     __slots__ = (
         "answered",
+        "clock",
         "done",
         "due",
         "errors",
@@ -138,6 +143,7 @@ class Entry:
         self.settled = False  # the outcome is delivered (on_terminal returned): waiters go
         self.outcome: Task | BaseException | None = None
         self.waiters: anyio.Event | None = None
+        self.clock: PhaseClock | None = None  # with phase deadlines only
 
     def __lt__(self, other: Entry) -> bool:
         # Orders heap items (due, entry) whose due times are equal; any fixed order will do.
@@ -149,8 +155,22 @@ class Entry:
 
     @property
     def deadline(self) -> float:
+        """When the watch ends if the task has not: its deadline, or the first of its phase
+        deadlines."""
         timeout = self.timeout
-        return _NEVER if timeout is None else self.started + timeout
+        end = _NEVER if timeout is None else self.started + timeout
+        clock = self.clock
+        if clock is not None:
+            phase_end = clock.deadline()
+            if phase_end < end:
+                return phase_end
+        return end
+
+    @property
+    def upstream_error(self) -> UpstreamError | None:
+        """The provider's error in the last answer, if any (the summary keeps it)."""
+        task = self.task
+        return None if task is None or task.data is None else upstream_error_of(task.data)
 
     @property
     def query_path(self) -> str:
@@ -199,6 +219,7 @@ class Scheduler:
             only the tasks watched at that moment.
         on_terminal: Called with each task's terminal update before its waiters wake (awaited
             if it returns an awaitable); an exception from it is logged, and watching goes on.
+        phases: Default phase deadlines of an added task, or ``None``.
     """
 
     def __init__(
@@ -210,6 +231,7 @@ class Scheduler:
         timeout: float | None,
         close_when_idle: bool,
         on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
+        phases: PhaseLimits | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
@@ -218,6 +240,7 @@ class Scheduler:
         self._engine = engine
         self._poll = poll
         self._timeout = timeout
+        self._phases = phases
         self._workers = engine.poller_limit(concurrency)
         # Only polls closer than the longest one poll can take to their deadline need a
         # cancel scope around them.
@@ -262,13 +285,24 @@ class Scheduler:
         self._outcomes: Counter[str] = Counter()
         self._by_status: Counter[str] = Counter()
 
+    @property
+    def phases(self) -> PhaseLimits | None:
+        """The default phase deadlines of an added task."""
+        return self._phases
+
     # -- adding tasks ----------------------------------------------------------------------
 
     def add(
-        self, task_id: str, timeout: float | UnsetType | None = UNSET, *, remote: bool = False
+        self,
+        task_id: str,
+        timeout: float | UnsetType | None = UNSET,
+        *,
+        remote: bool = False,
+        phases: PhaseLimits | UnsetType | None = UNSET,
     ) -> Entry:
         """Watch ``task_id`` (once: adding it again returns the same entry). ``remote``: it is
-        recorded, and waited for here, but polled by whichever process of a fleet holds it."""
+        recorded, and waited for here, but polled by whichever process of a fleet holds it.
+        ``phases``: its phase deadlines, if not the scheduler's."""
         path = task_path(task_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
@@ -280,6 +314,9 @@ class Scheduler:
             raise ValueError(f"timeout must be > 0 or None, got {limit!r}")
         now = self._now()
         entry = Entry(task_id, path, now, limit)
+        limits = self._phases if isinstance(phases, UnsetType) else phases
+        if limits is not None:
+            entry.clock = PhaseClock(limits)
         if self._store is not None:
             self._store.watching(task_id, None if limit is None else time.time() + limit)
         self._entries[task_id] = entry
@@ -334,6 +371,8 @@ class Scheduler:
         if entry is None:
             timeout = None if deadline is None else max(deadline - time.time(), _PAST_DEADLINE)
             entry = Entry(task_id, task_path(task_id), now, timeout)
+            if self._phases is not None:  # the phase deadlines of the process that polls
+                entry.clock = PhaseClock(self._phases)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
         entry.remote = False
@@ -581,6 +620,8 @@ class Scheduler:
             now = loop.time()
             timeout = entry.timeout
             remaining = _NEVER if timeout is None else entry.started + timeout - now
+            if entry.clock is not None:
+                remaining = min(remaining, entry.clock.deadline() - now)
             if remaining <= _SLACK:
                 # The deadline. A task whose cadence would have polled it later is polled once
                 # more now (given _LAST_POLL_MARGIN to answer), unless its last answer came
@@ -648,6 +689,7 @@ class Scheduler:
             entry.same += 1
             changed = progress != entry.progress
         entry.progress = progress
+        clock = entry.clock
         if status is _SUCCESS:
             entry.task = task
             return entry.update(task, previous=previous, terminal=True)
@@ -657,7 +699,13 @@ class Scheduler:
             return entry.update(task, previous=previous, terminal=True, error=error)
         if entry.same == 1 and self._store is not None:  # a new status, not a terminal one
             self._store.status(entry.task_id, task.raw_status)
-        entry.task = summary(task, entry.task_id)
+        data = task.data
+        upstream = None if data is None else upstream_error_of(data)
+        if upstream != entry.upstream_error:  # one appeared, changed or went away: news
+            changed = True
+        if clock is not None:
+            clock.observe(entry.answered, status, changed, upstream)
+        entry.task = summary(task, entry.task_id, keep_data=upstream is not None)
         self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
         if changed and self._subscribers:
             return entry.update(task, previous=previous, terminal=False)
@@ -702,7 +750,21 @@ class Scheduler:
             await self._finish(entry, exc, entry.ended(exc))
 
     async def _expire(self, entry: Entry) -> None:
-        error = WaitTimeoutError(entry.task_id, last_task=entry.task, timeout=entry.timeout or 0.0)
+        timeout = entry.timeout
+        clock = entry.clock
+        task = entry.task
+        error: WaitTimeoutError
+        if (
+            clock is not None
+            and task is not None
+            and clock.deadline() < (_NEVER if timeout is None else entry.started + timeout)
+        ):
+            reason, limit, elapsed = clock.passed(self._now())
+            error = TaskStalledError(
+                entry.task_id, task=task, reason=reason, timeout=limit, elapsed=elapsed
+            )
+        else:
+            error = WaitTimeoutError(entry.task_id, last_task=task, timeout=timeout or 0.0)
         error.__cause__ = entry.last_error
         await self._finish(entry, error, entry.ended(error))
 

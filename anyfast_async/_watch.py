@@ -23,6 +23,7 @@ from ._engine import Engine
 from ._exceptions import AnyFastError, TaskFailedError
 from ._fleet import Fleet
 from ._models import CreatedTask, Task
+from ._phases import PhaseLimits
 from ._scheduler import Entry, Scheduler
 from ._store import describe_error
 from ._updates import Outcomes, TaskUpdate, WatcherStatistics
@@ -49,6 +50,7 @@ def new_scheduler(
     poll_interval: float | None,
     close_when_idle: bool,
     on_terminal: Callable[[TaskUpdate], Awaitable[object] | object] | None = None,
+    phases: PhaseLimits | None = None,
 ) -> Scheduler:
     """A scheduler on ``engine``, its arguments checked now (nothing is sent yet).
 
@@ -68,6 +70,7 @@ def new_scheduler(
         timeout=timeout,
         close_when_idle=close_when_idle,
         on_terminal=on_terminal,
+        phases=phases,
     )
 
 
@@ -118,7 +121,12 @@ def downloading(
 
 
 def one_task_scheduler(
-    engine: Engine, *, timeout: float | None, poll: PollPolicy | None, poll_interval: float | None
+    engine: Engine,
+    *,
+    timeout: float | None,
+    poll: PollPolicy | None,
+    poll_interval: float | None,
+    phases: PhaseLimits | None = None,
 ) -> Scheduler:
     """The scheduler of a one-task watch (``watch``, ``wait``, the create-then-wait forms):
     one poller, and it ends with its task. Checked as :func:`new_scheduler` checks."""
@@ -129,6 +137,7 @@ def one_task_scheduler(
         poll=poll,
         poll_interval=poll_interval,
         close_when_idle=True,
+        phases=phases,
     )
 
 
@@ -334,7 +343,16 @@ class Watcher:
         if self._fleet is not None:
             await self._fleet.give_back()
 
-    def add(self, task_id: str, *, timeout: float | UnsetType | None = UNSET) -> TaskHandle:
+    def add(
+        self,
+        task_id: str,
+        *,
+        timeout: float | UnsetType | None = UNSET,
+        queue_timeout: float | UnsetType | None = UNSET,
+        run_timeout: float | UnsetType | None = UNSET,
+        stall_timeout: float | UnsetType | None = UNSET,
+        upstream_error_timeout: float | UnsetType | None = UNSET,
+    ) -> TaskHandle:
         """Start watching ``task_id`` and return its handle.
 
         Adding a task that is already watched returns a handle to the same watch.
@@ -343,17 +361,50 @@ class Watcher:
             task_id: The task's id.
             timeout: Seconds from now until the task's deadline; defaults to the watcher's.
                 ``None``: no deadline.
+            queue_timeout: Longest wait (NOT_START, SUBMITTED, QUEUED) for this task;
+                defaults to the watcher's. ``None``: no limit.
+            run_timeout: Longest run (IN_PROGRESS, or an unknown status); defaults to the
+                watcher's.
+            stall_timeout: Longest time running with neither status nor progress changing;
+                defaults to the watcher's.
+            upstream_error_timeout: Longest time a provider's error may persist; defaults to
+                the watcher's.
 
         Raises:
             TypeError: the id is not a string.
-            ValueError: the id is empty, or ``timeout`` is not > 0.
+            ValueError: the id is empty, a timeout is not > 0, or phase deadlines are given
+                per task to a watcher whose client has a ``RedisStore`` (give them to the
+                watcher: the process that polls a task applies its own).
             RuntimeError: the watcher is not running (not entered yet, or closed).
         """
         if not self._scheduler.running:
             raise RuntimeError("the watcher is not running: use `async with client.watcher()`")
+        given = (queue_timeout, run_timeout, stall_timeout, upstream_error_timeout)
+        phases: PhaseLimits | UnsetType | None = UNSET
+        if not all(isinstance(value, UnsetType) for value in given):
+            if self._fleet is not None:
+                raise ValueError(
+                    "phase deadlines cannot be given per task in a fleet: give them to "
+                    "client.watcher(), as every process that polls applies its own"
+                )
+            default = self._scheduler.phases or PhaseLimits()
+            queue, run, stall, upstream = (
+                default_value if isinstance(value, UnsetType) else value
+                for value, default_value in zip(
+                    given,
+                    (default.queue, default.run, default.stall, default.upstream_error),
+                    strict=True,
+                )
+            )
+            phases = PhaseLimits.of(
+                queue_timeout=queue,
+                run_timeout=run,
+                stall_timeout=stall,
+                upstream_error_timeout=upstream,
+            )
         if self._fleet is not None:
             return TaskHandle(self._fleet.add(task_id, timeout))
-        return TaskHandle(self._scheduler.add(task_id, timeout))
+        return TaskHandle(self._scheduler.add(task_id, timeout, phases=phases))
 
     async def resume(self) -> list[TaskHandle]:
         """Watch again what the client's task store left unfinished: every task created or
@@ -373,19 +424,40 @@ class Watcher:
         return [TaskHandle(entry) for entry in await self._scheduler.resume()]
 
     def add_many(
-        self, task_ids: Iterable[str], *, timeout: float | UnsetType | None = UNSET
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float | UnsetType | None = UNSET,
+        queue_timeout: float | UnsetType | None = UNSET,
+        run_timeout: float | UnsetType | None = UNSET,
+        stall_timeout: float | UnsetType | None = UNSET,
+        upstream_error_timeout: float | UnsetType | None = UNSET,
     ) -> list[TaskHandle]:
         """:meth:`add` each id; returns the handles in the same order.
 
         Args:
             task_ids: The tasks' ids.
             timeout: As for :meth:`add`, for each of them.
+            queue_timeout: As for :meth:`add`, for each of them.
+            run_timeout: As for :meth:`add`, for each of them.
+            stall_timeout: As for :meth:`add`, for each of them.
+            upstream_error_timeout: As for :meth:`add`, for each of them.
 
         Raises:
             TypeError, ValueError, RuntimeError: as for :meth:`add`, for the first id that
                 fails (the ids before it are watched).
         """
-        return [self.add(task_id, timeout=timeout) for task_id in task_ids]
+        return [
+            self.add(
+                task_id,
+                timeout=timeout,
+                queue_timeout=queue_timeout,
+                run_timeout=run_timeout,
+                stall_timeout=stall_timeout,
+                upstream_error_timeout=upstream_error_timeout,
+            )
+            for task_id in task_ids
+        ]
 
     def __len__(self) -> int:
         """The number of tasks being watched now."""

@@ -15,10 +15,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "anyfast_async"
 LAYERS = [
     "anyfast_async._version",
     "anyfast_async._aio",
+    "anyfast_async._failures",
     "anyfast_async._models",
     "anyfast_async._exceptions",
     "anyfast_async._updates",
     "anyfast_async._config",
+    "anyfast_async._phases",
     "anyfast_async._requests",
     "anyfast_async._decode",
     "anyfast_async._transport",
