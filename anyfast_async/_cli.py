@@ -45,6 +45,7 @@ from ._cli_batch import (
     EXIT_OK,
     EXIT_TIMEOUT,
     EXIT_USAGE,
+    PHASE_OPTIONS,
     Report,
     Stop,
     Usage,
@@ -55,6 +56,7 @@ from ._cli_batch import (
     json_line,
     kind_of,
     open_store,
+    phase_limits,
     read_ids,
     rich_or_none,
     run_batch,
@@ -143,7 +145,9 @@ async def _download(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         task = await client.get_task(ids[0])
         if not task.is_terminal:
-            task = await client.wait(ids[0], poll=_poll(args), timeout=args.timeout)
+            task = await client.wait(
+                ids[0], poll=_poll(args), timeout=args.timeout, **phase_limits(args)
+            )
         path = await client.download(task, target, skip_existing=args.skip_existing is True)
     print(path)
     return EXIT_OK
@@ -248,6 +252,7 @@ async def _with_fleet(
                 on_terminal=on_terminal,
                 download_to=folder,
                 download_concurrency=args.download_concurrency,
+                **phase_limits(args),
             ),
         ):
             await run()
@@ -441,6 +446,14 @@ def _parser() -> argparse.ArgumentParser:
     pacing.add_argument(
         "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
     )
+    for phase, what in PHASE_OPTIONS.items():
+        pacing.add_argument(
+            f"--{phase.replace('_', '-')}",
+            type=_positive,
+            default=None,
+            metavar="SECONDS",
+            help=f"end a task that {what} longer than this (off by default)",
+        )
     waiting = argparse.ArgumentParser(add_help=False, parents=[pacing])
     waiting.add_argument("task_ids", nargs="*", metavar="ID", help="task ids")
     waiting.add_argument(

@@ -9,12 +9,13 @@ import argparse
 import asyncio
 import hashlib
 import os
+import re
 import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, TypedDict
 
 import anyio
 import msgspec
@@ -24,6 +25,7 @@ from . import (
     AnyFastError,
     AuthenticationError,
     CreateRequest,
+    FailureKind,
     PermissionDeniedError,
     PollPolicy,
     RawCreate,
@@ -45,6 +47,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "PHASE_OPTIONS",
     "Report",
     "Stop",
     "Usage",
@@ -55,6 +58,7 @@ __all__ = [
     "json_line",
     "kind_of",
     "open_store",
+    "phase_limits",
     "read_ids",
     "rich_or_none",
     "run_batch",
@@ -193,6 +197,32 @@ def read_ids(given: Sequence[str], sources: Sequence[str]) -> list[str]:
 # -- reporting -----------------------------------------------------------------------------------
 
 
+#: The phase deadlines of the command line: option name -> what a task did for too long.
+PHASE_OPTIONS: Final = {
+    "queue_timeout": "waits (NOT_START, SUBMITTED, QUEUED)",
+    "run_timeout": "runs",
+    "stall_timeout": "runs with no change of status or progress",
+    "upstream_error_timeout": "has a provider error",
+}
+
+
+class PhaseLimitArgs(TypedDict):
+    queue_timeout: float | None
+    run_timeout: float | None
+    stall_timeout: float | None
+    upstream_error_timeout: float | None
+
+
+def phase_limits(args: argparse.Namespace) -> PhaseLimitArgs:
+    """The phase deadlines given on the command line, as keyword arguments of a watch."""
+    return PhaseLimitArgs(
+        queue_timeout=getattr(args, "queue_timeout", None),
+        run_timeout=getattr(args, "run_timeout", None),
+        stall_timeout=getattr(args, "stall_timeout", None),
+        upstream_error_timeout=getattr(args, "upstream_error_timeout", None),
+    )
+
+
 def kind_of(outcome: Task | AnyFastError) -> str:
     if isinstance(outcome, Task):
         return "succeeded"
@@ -210,6 +240,9 @@ def exit_code_of(kinds: Counter[str]) -> int:
     if kinds["timed_out"]:
         return EXIT_TIMEOUT
     return EXIT_FAILED if kinds["failed"] else EXIT_OK
+
+
+_RECORDED_KIND: Final = re.compile(r" failed \((\w+)\)")
 
 
 def _kind_of_record(record: TaskRecord) -> str:
@@ -238,6 +271,7 @@ class Report:
         self._rows: dict[str, Any] = {}
         self._all: Any = None
         self.kinds: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()  # the failed tasks by FailureKind value
         self._shown: list[tuple[str, str, str]] = []  # (id, outcome, detail) for the summary
         self.skipped = 0
 
@@ -300,6 +334,8 @@ class Report:
         """A task's outcome, as the watch delivered it."""
         outcome = update.outcome()
         kind = kind_of(outcome)
+        if isinstance(outcome, TaskFailedError):
+            self.failures[outcome.kind.value] += 1
         if self.jsonl:
             json_line({**update.to_dict(), "outcome": kind}, sys.stdout)
         detail = update.download_path or (update.task.result_url if update.task else None)
@@ -312,6 +348,11 @@ class Report:
         assert record.task_id is not None
         kind = _kind_of_record(record)
         error_type = "TaskFailedError" if kind == "failed" else None
+        failure_kind = None
+        if kind == "failed":  # the kind is in the recorded message: "failed (quota): ..."
+            found = _RECORDED_KIND.search(record.error or "")
+            failure_kind = found.group(1) if found else FailureKind.UNKNOWN.value
+            self.failures[failure_kind] += 1
         if self.jsonl:
             json_line(
                 {
@@ -322,6 +363,7 @@ class Report:
                     "is_terminal": True,
                     "error_type": error_type,
                     "error": record.error,
+                    "failure_kind": failure_kind,
                     "result_url": None,
                     "redelivered": False,
                     "download_path": record.download_path,
@@ -355,6 +397,9 @@ class Report:
     def _counts(self) -> str:
         names = (("succeeded", "succeeded"), ("failed", "failed"), ("timed_out", "timed out"))
         parts = [f"{self.kinds[k]} {name}" for k, name in names if self.kinds[k]]
+        if self.failures:
+            by_kind = ", ".join(f"{n} {k}" for k, n in self.failures.most_common())
+            parts[1 if self.kinds["succeeded"] else 0] += f" ({by_kind})"
         if self.kinds["error"]:
             parts.append(f"{self.kinds['error']} errors")
         return ", ".join(parts)
@@ -374,6 +419,7 @@ class Report:
                         "tasks": total,
                         "succeeded": self.kinds["succeeded"],
                         "failed": self.kinds["failed"],
+                        "failed_by_kind": dict(self.failures.most_common()),
                         "timed_out": self.kinds["timed_out"],
                         "errors": self.kinds["error"],
                         "unfinished": unfinished,
@@ -552,6 +598,7 @@ async def _watch(
     async with client.watcher(
         concurrency=args.concurrency,
         timeout=args.timeout,
+        **phase_limits(args),
         poll=poll,
         on_terminal=ended,
         download_to=folder,

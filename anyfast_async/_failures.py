@@ -13,7 +13,15 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["RULES", "FailureKind", "Rule", "UpstreamError", "failure_kind_of", "upstream_error_of"]
+__all__ = [
+    "RULES",
+    "FailureKind",
+    "Rule",
+    "UpstreamError",
+    "failure_kind_of",
+    "failure_rule_of",
+    "upstream_error_of",
+]
 
 
 class FailureKind(str, enum.Enum):
@@ -303,7 +311,8 @@ def _provider_code(reason: str, data: Any) -> tuple[str, str]:
         if isinstance(output, dict) and _text(output.get("code")):
             code, message = _text(output.get("code")), _text(output.get("message"))
         elif isinstance(error, dict):
-            code = _text(error.get("code")) or _text(error.get("status"))
+            status = _text(error.get("status"))  # google.rpc's name, before its number
+            code = status if status.isupper() else _text(error.get("code")) or status
             message = _text(error.get("message"))
         else:
             found = upstream_error_of(data)
@@ -320,6 +329,27 @@ def _provider_code(reason: str, data: Any) -> tuple[str, str]:
     return code, message
 
 
+def failure_rule_of(reason: str, data: Any) -> Rule | None:
+    """The rule of :data:`RULES` that sorts a failure (see :func:`failure_kind_of`), or
+    ``None`` when none does."""
+    first = _TEXT_RULES[:2]  # the gateway's own reasons come before any code
+    for rule, pattern in first:
+        if pattern.search(reason):
+            return rule
+    code, message = _provider_code(reason, data)
+    if code:
+        for rule, pattern in _CODE_RULES:
+            if pattern.fullmatch(code):
+                if rule.kind is FailureKind.INVALID_INPUT and _mentions_moderation(message):
+                    return _TEXT_RULES[2][0]  # DashScope moderation as a bad parameter
+                return rule
+    texts = [text for text in (reason, message) if text]
+    for rule, pattern in _TEXT_RULES[2:]:
+        if any(pattern.search(text) for text in texts):
+            return rule
+    return None
+
+
 def failure_kind_of(reason: str, data: Any) -> FailureKind:
     """Sort a failure by its reason (``fail_reason``) and the provider's code and message in
     ``data``, by :data:`RULES`: the gateway's timeout, then the code, then the words; none
@@ -328,22 +358,8 @@ def failure_kind_of(reason: str, data: Any) -> FailureKind:
     >>> failure_kind_of("task failed", {"output": {"code": "DataInspectionFailed"}})
     <FailureKind.CONTENT_POLICY: 'content_policy'>
     """
-    first = _TEXT_RULES[:2]  # the gateway's own reasons come before any code
-    for rule, pattern in first:
-        if pattern.search(reason):
-            return rule.kind
-    code, message = _provider_code(reason, data)
-    if code:
-        for rule, pattern in _CODE_RULES:
-            if pattern.fullmatch(code):
-                if rule.kind is FailureKind.INVALID_INPUT and _mentions_moderation(message):
-                    return FailureKind.CONTENT_POLICY  # DashScope moderation as a bad parameter
-                return rule.kind
-    texts = [text for text in (reason, message) if text]
-    for rule, pattern in _TEXT_RULES[2:]:
-        if any(pattern.search(text) for text in texts):
-            return rule.kind
-    return FailureKind.UNKNOWN
+    rule = failure_rule_of(reason, data)
+    return FailureKind.UNKNOWN if rule is None else rule.kind
 
 
 def _mentions_moderation(message: str) -> bool:

@@ -473,9 +473,13 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
         Returns:
             ``task_id``, ``status`` (a :class:`TaskStatus` value), ``raw_status``,
-            ``progress``, ``result_url``, ``error``, and ``submitted_at``, ``started_at``,
-            ``finished_at`` as ISO 8601 strings (or ``None``).
+            ``progress``, ``result_url``, ``error``, ``failure_kind`` (a
+            :class:`FailureKind` value, or ``None``), ``upstream_error`` (``{"code",
+            "message"}`` or ``None``), and ``submitted_at``, ``started_at``, ``finished_at``
+            as ISO 8601 strings (or ``None``).
         """
+        kind = self.failure_kind
+        upstream = self.upstream_error
         return {
             "task_id": self.task_id,
             "status": self.status.value,
@@ -483,6 +487,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "progress": self.progress,
             "result_url": self.result_url,
             "error": self.error,
+            "failure_kind": kind.value if kind is not None else None,
+            "upstream_error": msgspec.structs.asdict(upstream) if upstream is not None else None,
             "submitted_at": _iso(self.submitted_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),

@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ._exceptions import AnyFastError
+from ._exceptions import AnyFastError, TaskFailedError, TaskStalledError
+from ._failures import FailureKind
 from ._models import Task, TaskStatus
 
 __all__ = ["Outcomes", "TaskUpdate", "WatcherStatistics"]
@@ -67,9 +68,15 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
         Returns:
             ``task_id``, ``previous_status``, ``status``, ``progress``, ``is_terminal``,
             ``error_type`` and ``error`` (the class name and message of :attr:`error`, or
-            ``None``), ``result_url``, ``redelivered`` and ``download_path``.
+            ``None``), ``failure_kind`` (the :class:`~anyfast_async.FailureKind` value of a
+            FAILURE), ``stalled`` (the reason of a
+            :class:`~anyfast_async.TaskStalledError`), ``upstream_error`` (the provider's
+            error while the task waits, as text), ``result_url``, ``redelivered`` and
+            ``download_path``.
         """
         error = self.error
+        task = self.task
+        upstream = task.upstream_error if task is not None else None
         return {
             "task_id": self.task_id,
             "previous_status": self.previous_status.value if self.previous_status else None,
@@ -78,7 +85,10 @@ class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
             "is_terminal": self.is_terminal,
             "error_type": type(error).__name__ if error is not None else None,
             "error": str(error) if error is not None else None,
-            "result_url": self.task.result_url if self.task is not None else None,
+            "failure_kind": error.kind.value if isinstance(error, TaskFailedError) else None,
+            "stalled": error.reason if isinstance(error, TaskStalledError) else None,
+            "upstream_error": str(upstream) if upstream is not None else None,
+            "result_url": task.result_url if task is not None else None,
             "redelivered": self.redelivered,
             "download_path": self.download_path,
         }
@@ -153,3 +163,18 @@ class Outcomes(dict[str, "Task | AnyFastError"]):
 
     def __repr__(self) -> str:
         return f"Outcomes({dict.__repr__(self)}, files={self.files!r})"
+
+    def by_kind(self) -> dict[FailureKind, list[str]]:
+        """The ids of the tasks that failed, by :class:`~anyfast_async.FailureKind`, most
+        common first: what to retry, what to report::
+
+            for task_id in outcomes.by_kind().get(FailureKind.UPSTREAM_ERROR, []):
+                ...
+
+        Tasks whose watch ended otherwise (a deadline, an error) are not in it.
+        """
+        found: dict[FailureKind, list[str]] = {}
+        for task_id, outcome in self.items():
+            if isinstance(outcome, TaskFailedError):
+                found.setdefault(outcome.kind, []).append(task_id)
+        return dict(sorted(found.items(), key=lambda item: -len(item[1])))

@@ -248,7 +248,9 @@ class TaskHandle:
         """The task as last seen, or ``None`` before the first answer.
 
         While the task runs, this is its last record without the provider's payload:
-        ``data`` is ``None`` (status, progress, times, ids and every other field are there).
+        ``data`` is ``None`` (status, progress, times, ids and every other field are there),
+        unless the payload is the provider's error, which is kept
+        (:attr:`Task.upstream_error` reads it).
         The payload is most of a record and is rarely read before the end, and a watcher
         keeps one record per task; dropping it keeps a watched task under 1 KB. The
         :class:`TaskUpdate` of a change carries the whole record, and so does the finished

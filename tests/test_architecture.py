@@ -47,6 +47,7 @@ TESTING_LAYERS = [
     "anyfast_async.testing._virtual",
     "anyfast_async.testing._wire",
     "anyfast_async.testing._lifecycle",
+    "anyfast_async.testing._providers",
     "anyfast_async.testing._faults",
     "anyfast_async.testing._create_check",
     "anyfast_async.testing._files",

@@ -18,6 +18,7 @@ from ._create_check import check_create_body
 from ._faults import Fault, FaultQueue, deliver
 from ._files import ResultFile, serve_file, signed_url
 from ._lifecycle import DEFAULT_RESULT_URL, FakeTask, Plan, Stage, early_stages, serve_task
+from ._providers import failure, upstream_error
 from ._wire import (
     CREATE_PATH,
     ERROR_CT,
@@ -300,17 +301,106 @@ class FakeAnyFast:
 
     @staticmethod
     def failure_stages(
-        reason: str = "content moderation", *, polls: int = 1, seconds: float = 0.0
+        reason: str | None = None,
+        *,
+        kind: str | None = None,
+        provider: str = "dashscope",
+        polls: int = 1,
+        seconds: float = 0.0,
     ) -> list[Stage]:
         """NOT_START 0% -> QUEUED 20% -> IN_PROGRESS 50% -> FAILURE 100% with ``fail_reason``.
 
         Args:
-            reason: The ``fail_reason`` of the last stage.
+            reason: The ``fail_reason`` of the last stage (default ``"content moderation"``,
+                or the one ``kind`` gives).
+            kind: A failure as a provider really reports it: ``"content_policy"``,
+                ``"invalid_input"``, ``"upstream_error"``, ``"quota"``, ``"timed_out"`` (the
+                gateway's 24-hour limit) or ``"unknown"`` (a ``FailureKind`` value). The last
+                stage then carries the provider's documented code and message in ``data``
+                and the ``fail_reason`` the gateway makes of them.
+            provider: Whose failure: ``"dashscope"`` (HappyHorse, Wan), ``"seedance"``
+                (Volcengine Ark) or ``"kling"``.
             polls: How many answers each stage but the last lasts (``advance="poll"``).
             seconds: How long each stage but the last lasts (``advance="time"``).
+
+        Raises:
+            ValueError: an unknown ``kind`` or ``provider``.
         """
-        failed = Stage(status="FAILURE", progress="100%", fail_reason=reason)
+        extra = None
+        if kind is not None:
+            made, data = failure(provider, str(getattr(kind, "value", kind)))
+            reason = made if reason is None else reason
+            extra = {"data": data}
+        failed = Stage(
+            status="FAILURE",
+            progress="100%",
+            fail_reason="content moderation" if reason is None else reason,
+            extra=extra,
+        )
         return [*early_stages(polls, seconds, 3), failed]
+
+    @staticmethod
+    def upstream_error_stages(
+        provider: str = "dashscope",
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        then: Literal["clears", "persists", "times_out"] = "clears",
+        polls: int = 1,
+        seconds: float = 0.0,
+        error_polls: int = 3,
+        error_seconds: float = 0.0,
+        result_url: str = DEFAULT_RESULT_URL,
+    ) -> list[Stage]:
+        """A task whose provider answers the gateway's poll with an error while it waits: the
+        gateway keeps it QUEUED at 20 % with the provider's error object as ``data``.
+
+        NOT_START 0% -> QUEUED 20% with the error (``error_polls`` answers or
+        ``error_seconds``), then, by ``then``: ``"clears"``, QUEUED without it ->
+        IN_PROGRESS 50% -> SUCCESS; ``"persists"``, the error for ever; ``"times_out"``,
+        FAILURE with the gateway's 24-hour reason.
+
+        Args:
+            provider: ``"dashscope"`` (``{"code", "message", "request_id"}``), ``"seedance"``
+                (``{"error": {...}}``) or ``"kling"`` (a non-zero ``code``).
+            code: The provider's code (default: a revoked key for DashScope and Seedance, a
+                maintenance for Kling).
+            message: The provider's message (default: the one it documents for ``code``).
+            then: What follows the error.
+            polls: How many answers each other stage lasts (``advance="poll"``).
+            seconds: How long each other stage lasts (``advance="time"``).
+            error_polls: How many answers the error lasts (``advance="poll"``).
+            error_seconds: How long the error lasts (``advance="time"``).
+            result_url: The video of a task whose error clears.
+
+        Raises:
+            ValueError: an unknown ``provider`` or ``then``.
+        """
+        data = upstream_error(provider, code, message)
+        erring = Stage(
+            status="QUEUED",
+            progress="20%",
+            polls=error_polls,
+            seconds=error_seconds,
+            fail_reason="",
+            extra={"data": data},
+        )
+        start = Stage(status="NOT_START", progress="0%", polls=polls, seconds=seconds)
+        if then == "persists":
+            return [start, erring]
+        if then == "times_out":
+            reason, _ = failure(provider, "timed_out")
+            ended = Stage(
+                status="FAILURE", progress="100%", fail_reason=reason, extra={"data": data}
+            )
+            return [start, erring, ended]
+        if then != "clears":
+            raise ValueError(f"then must be 'clears', 'persists' or 'times_out', got {then!r}")
+        queued, running = early_stages(polls, seconds, 3)[1:]
+        done = Stage(
+            status="SUCCESS", progress="100%", fail_reason=result_url, result_url=result_url
+        )
+        return [start, erring, queued, running, done]
 
     def add_task(
         self, task_id: str | None = None, stages: Sequence[Stage] | None = None
