@@ -438,7 +438,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the API origin (default: $ANYFAST_BASE_URL, then https://www.anyfast.ai)",
     )
-    pacing = argparse.ArgumentParser(add_help=False)
+    phases = argparse.ArgumentParser(add_help=False)
+    for phase, what in PHASE_OPTIONS.items():
+        phases.add_argument(
+            f"--{phase.replace('_', '-')}",
+            type=_positive,
+            default=None,
+            metavar="SECONDS",
+            help=f"end a task that {what} longer than this (off by default)",
+        )
+    pacing = argparse.ArgumentParser(add_help=False, parents=[phases])
     pacing.add_argument("--concurrency", type=int, default=16, help="polls at once (16)")
     pacing.add_argument(
         "--timeout", type=_positive, default=1800.0, help="seconds to wait per task (1800)"
@@ -446,14 +455,6 @@ def _parser() -> argparse.ArgumentParser:
     pacing.add_argument(
         "--poll-interval", type=_positive, default=None, help="seconds between polls (default: 15)"
     )
-    for phase, what in PHASE_OPTIONS.items():
-        pacing.add_argument(
-            f"--{phase.replace('_', '-')}",
-            type=_positive,
-            default=None,
-            metavar="SECONDS",
-            help=f"end a task that {what} longer than this (off by default)",
-        )
     waiting = argparse.ArgumentParser(add_help=False, parents=[pacing])
     waiting.add_argument("task_ids", nargs="*", metavar="ID", help="task ids")
     waiting.add_argument(
@@ -592,7 +593,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        parents=[common, downloads],
+        parents=[common, downloads, phases],
         help="poll the tasks of a fleet on Redis, run an on_terminal hook for each outcome "
         "(until Ctrl-C or SIGTERM, which give its tasks back to the others)",
     )

@@ -160,7 +160,10 @@ class Rule(msgspec.Struct, frozen=True):
 _GATEWAY = "QuantumNous/new-api, service/task_polling.go (the gateway AnyFast runs a fork of)"
 _DASHSCOPE = "https://www.alibabacloud.com/help/en/model-studio/error-code"
 _ARK = "https://www.volcengine.com/docs/82379/1299023"
-_KLING = "https://app.klingai.com/global/dev/document-api/apiReference/commonInfo"
+_KLING = (
+    "https://app.klingai.com/global/dev/document-api/apiReference/commonInfo;"
+    " https://cloud.baidu.com/doc/qianfan-api/s/4mwbl4bz4"
+)
 _GOOGLE = "https://cloud.google.com/apis/design/errors (google.rpc.Code)"
 _CP, _II, _UE, _TO, _QU = (
     FailureKind.CONTENT_POLICY,

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001, E501 (the providers' real messages: full-width punctuation, long lines)
 """Why a task failed: each rule of the failure kinds, with the providers' real codes and
 messages (English and Chinese where the provider has both), and the fake server's scripted
 failures read back through a real client."""
@@ -12,9 +13,8 @@ import msgspec
 import pytest
 
 from anyfast_async import AnyFast, FailureKind, Task, TaskFailedError
-from anyfast_async._failures import RULES, Rule, failure_kind_of, failure_rule_of
+from anyfast_async._failures import RULES, failure_kind_of, failure_rule_of
 from anyfast_async.testing import FakeAnyFast
-
 
 CP, II, UE, TO, QU, UN = (
     FailureKind.CONTENT_POLICY,
@@ -225,7 +225,8 @@ def test_a_task_reads_its_kind_only_when_it_failed() -> None:
         type=Task,
     )
     assert failed.failure_kind is CP
-    assert FailureKind.UPSTREAM_ERROR.retryable and FailureKind.TIMED_OUT.retryable
+    assert FailureKind.UPSTREAM_ERROR.retryable
+    assert FailureKind.TIMED_OUT.retryable
     assert not any(k.retryable for k in (CP, II, QU, UN))
 
 
@@ -263,3 +264,25 @@ def test_the_fake_refuses_what_it_does_not_know() -> None:
         FakeAnyFast.failure_stages(kind="bad luck")
     with pytest.raises(ValueError, match="then"):
         FakeAnyFast.upstream_error_stages(then="later")  # type: ignore[arg-type]
+
+
+@pytest.mark.virtual_time
+async def test_wait_many_groups_the_failed_ids_by_kind() -> None:
+    async with FakeAnyFast() as server, AnyFast(server.api_key, base_url=server.base_url) as client:
+        server.add_task("ok")
+        server.add_task("nsfw1", stages=server.failure_stages(kind="content_policy"))
+        server.add_task("down", stages=server.failure_stages(kind="upstream_error"))
+        server.add_task(
+            "nsfw2", stages=server.failure_stages(kind="content_policy", provider="kling")
+        )
+        outcomes = await client.wait_many(["ok", "nsfw1", "down", "nsfw2"], poll_interval=1)
+    assert outcomes.by_kind() == {CP: ["nsfw1", "nsfw2"], UE: ["down"]}
+    assert list(outcomes.by_kind()) == [CP, UE]  # most common first
+    failed = outcomes["nsfw1"]
+    assert isinstance(failed, TaskFailedError)
+    as_dict = failed.task.to_dict()
+    assert (as_dict["failure_kind"], as_dict["upstream_error"]) == ("content_policy", None)
+    queued = msgspec.json.decode(
+        b'{"status": "QUEUED", "data": {"code": "Throttling", "message": "slow down"}}', type=Task
+    )
+    assert queued.to_dict()["upstream_error"] == {"code": "Throttling", "message": "slow down"}

@@ -58,8 +58,10 @@ async def test_a_task_queued_too_long_ends_at_its_queue_timeout() -> None:
     assert ended == pytest.approx(30.0, abs=1e-6)
     assert (error.reason, error.timeout) == ("queue_timeout", 30)
     assert error.elapsed == pytest.approx(30.0, abs=1e-6)
-    assert error.task.status is TaskStatus.QUEUED and error.last_task is error.task
-    assert isinstance(error, WaitTimeoutError) and isinstance(error, TimeoutError)
+    assert error.task.status is TaskStatus.QUEUED
+    assert error.last_task is error.task
+    assert isinstance(error, WaitTimeoutError)
+    assert isinstance(error, TimeoutError)
     assert "waited for 30 s (queue_timeout 30 s); last status QUEUED" in str(error)
 
 
@@ -84,13 +86,15 @@ async def test_the_run_phase_is_timed_from_the_first_poll_that_saw_it() -> None:
     run_timeout ends it at 30."""
     error, ended = await stalled([queued(10), running("50%")], run_timeout=20)
     assert ended == pytest.approx(30.0, abs=1e-6)
-    assert (error.reason, error.elapsed) == ("run_timeout", pytest.approx(20.0, abs=1e-6))
+    assert error.reason == "run_timeout"
+    assert error.elapsed == pytest.approx(20.0, abs=1e-6)
     assert "ran for 20 s (run_timeout 20 s)" in str(error)
 
 
 async def test_a_status_the_sdk_does_not_know_counts_as_running() -> None:
     error, ended = await stalled([Stage(status="GENERATING", progress="40%")], run_timeout=15)
-    assert (error.reason, ended) == ("run_timeout", pytest.approx(15.0, abs=1e-6))
+    assert error.reason == "run_timeout"
+    assert ended == pytest.approx(15.0, abs=1e-6)
     assert error.task.raw_status == "GENERATING"
 
 
@@ -100,7 +104,8 @@ async def test_a_running_task_whose_progress_stops_ends_at_its_stall_timeout() -
     stages = [running("10%", 20), running("30%", 40), running("90%", 30), DONE]
     error, ended = await stalled(stages, stall_timeout=25)
     assert ended == pytest.approx(45.0, abs=1e-6)
-    assert (error.reason, error.elapsed) == ("stall_timeout", pytest.approx(25.0, abs=1e-6))
+    assert error.reason == "stall_timeout"
+    assert error.elapsed == pytest.approx(25.0, abs=1e-6)
     assert error.task.progress == 30
 
 
@@ -137,7 +142,8 @@ async def test_a_provider_error_that_persists_ends_at_its_upstream_error_timeout
     stages = [queued(6), queued(data=DASHSCOPE_ERROR)]
     error, ended = await stalled(stages, upstream_error_timeout=20)
     assert ended == pytest.approx(30.0, abs=1e-6)
-    assert (error.reason, error.elapsed) == ("upstream_error", pytest.approx(20.0, abs=1e-6))
+    assert error.reason == "upstream_error"
+    assert error.elapsed == pytest.approx(20.0, abs=1e-6)
     assert error.task.upstream_error == UpstreamError("InvalidApiKey", "Invalid API-key provided.")
     assert "had a provider error for 20 s" in str(error)
     assert "InvalidApiKey: Invalid API-key provided." in str(error)
@@ -186,19 +192,24 @@ async def test_a_watcher_keeps_the_provider_error_of_a_waiting_task() -> None:
     async with FakeAnyFast(advance="time") as server:
         server.add_task("t1", stages=[queued(data=DASHSCOPE_ERROR)])
         server.add_task("t2", stages=[running("50%")])
-        async with AnyFast(server.api_key, base_url=server.base_url) as client:
-            async with client.watcher(poll=EVERY_5) as watcher:
-                erring, fine = watcher.add("t1"), watcher.add("t2")
-                async for update in watcher.updates():
-                    if update.task_id == "t1":
-                        break
-                assert erring.latest is not None and fine.latest is not None
-                assert erring.latest.upstream_error == UpstreamError(
-                    "InvalidApiKey", "Invalid API-key provided."
-                )
-                while fine.latest is None:
-                    await watcher.updates().__anext__()
-                assert fine.latest.data is None and fine.latest.upstream_error is None
+        async with (
+            AnyFast(server.api_key, base_url=server.base_url) as client,
+            client.watcher(poll=EVERY_5) as watcher,
+        ):
+            updates = watcher.updates()
+            erring, fine = watcher.add("t1"), watcher.add("t2")
+            seen = set()
+            async for update in updates:
+                seen.add(update.task_id)
+                if seen == {"t1", "t2"}:
+                    break
+            assert erring.latest is not None
+            assert erring.latest.upstream_error == UpstreamError(
+                "InvalidApiKey", "Invalid API-key provided."
+            )
+            assert fine.latest is not None
+            assert fine.latest.data is None
+            assert fine.latest.upstream_error is None
 
 
 async def test_a_watcher_applies_its_phase_deadlines_and_a_task_can_have_its_own() -> None:
@@ -206,13 +217,15 @@ async def test_a_watcher_applies_its_phase_deadlines_and_a_task_can_have_its_own
         server.add_task("t1", stages=[queued()])
         server.add_task("t2", stages=[queued(40), running("50%", 10), DONE])
         started = now()
-        async with AnyFast(server.api_key, base_url=server.base_url) as client:
-            async with client.watcher(poll=EVERY_5, queue_timeout=30) as watcher:
-                default, own = watcher.add("t1"), watcher.add("t2", queue_timeout=None)
-                with pytest.raises(TaskStalledError):
-                    await default.wait()
-                assert now() - started == pytest.approx(30.0, abs=1e-6)
-                assert (await own.wait()).status is TaskStatus.SUCCESS
+        async with (
+            AnyFast(server.api_key, base_url=server.base_url) as client,
+            client.watcher(poll=EVERY_5, queue_timeout=30) as watcher,
+        ):
+            default, own = watcher.add("t1"), watcher.add("t2", queue_timeout=None)
+            with pytest.raises(TaskStalledError):
+                await default.wait()
+            assert now() - started == pytest.approx(30.0, abs=1e-6)
+            assert (await own.wait()).status is TaskStatus.SUCCESS
 
 
 async def test_wait_many_ends_each_task_by_its_own_phases() -> None:
@@ -231,15 +244,16 @@ async def test_wait_many_ends_each_task_by_its_own_phases() -> None:
 )
 @pytest.mark.parametrize("value", [0, -1.0])
 async def test_a_phase_deadline_must_be_positive(limit: str, value: float) -> None:
+    bad: dict[str, Any] = {limit: value}
     async with FakeAnyFast() as server:
         async with AnyFast(server.api_key, base_url=server.base_url) as client:
             with pytest.raises(ValueError, match=limit):
-                client.watch("t1", **{limit: value})
+                client.watch("t1", **bad)
             with pytest.raises(ValueError, match=limit):
-                client.watcher(**{limit: value})
+                client.watcher(**bad)
             async with client.watcher() as watcher:
                 with pytest.raises(ValueError, match=limit):
-                    watcher.add("t1", **{limit: value})
+                    watcher.add("t1", **bad)
         assert server.requests == []
 
 
@@ -291,4 +305,5 @@ def test_an_update_carries_the_provider_error() -> None:
     update = TaskUpdate(
         task_id="t1", task=task, previous_status=None, status=task.status, progress=None
     )
-    assert update.task is not None and str(update.task.upstream_error).startswith("InvalidApiKey")
+    assert update.task is not None
+    assert str(update.task.upstream_error).startswith("InvalidApiKey")
