@@ -116,12 +116,16 @@ def upstream_error_of(data: Any) -> UpstreamError | None:
     """
     if not isinstance(data, dict):
         return None
-    error = _error_object(data.get("error"))
-    if error is not None:
-        return error
+    found = data.get("error")
+    if found is not None:
+        error = _error_object(found)
+        if error is not None:
+            return error
     output = data.get("output")
-    if isinstance(output, dict) and _text(output.get("code")):
-        return UpstreamError(_text(output.get("code")), _text(output.get("message")))
+    if isinstance(output, dict) and output.get("code"):
+        code = _text(output.get("code"))
+        if code:
+            return UpstreamError(code, _text(output.get("message")))
     if "code" in data:
         code = data.get("code")
         if isinstance(code, str) and code and code.lower() != "success":

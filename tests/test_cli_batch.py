@@ -245,11 +245,13 @@ async def test_wait_streams_each_outcome_then_a_summary(
     assert by_id["bad"]["outcome"] == "failed"
     assert by_id["bad"]["error_type"] == "TaskFailedError"
     assert "moderation" in str(by_id["bad"]["error"])
+    assert by_id["bad"]["failure_kind"] == "content_policy"
     assert summary == {
         "summary": {
             "tasks": 2,
             "succeeded": 1,
             "failed": 1,
+            "failed_by_kind": {"content_policy": 1},
             "timed_out": 0,
             "errors": 0,
             "unfinished": 0,

@@ -201,8 +201,7 @@ class FakeTask:
                 "ratio": "16:9",
                 "video_count": 1,
             }
-        else:
-            output["code"] = "InternalError"
+        else:  # the provider's code is the stage's to give (FakeAnyFast.failure_stages(kind=))
             output["message"] = stage.fail_reason or "task failed"
         return payload
 
