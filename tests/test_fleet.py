@@ -90,6 +90,9 @@ async def create(client: AnyFast, count: int) -> list[str]:
     return ids
 
 
+# ~17 s here, well over a minute on a loaded machine with coverage on: a limit above the sum
+# of the test's own guards, so that a hang ends at one of them, with its traceback.
+@pytest.mark.timeout(300)
 async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
     redis_server: RedisServer,  # noqa: F811 (the fixture)
     tmp_path: Path,
@@ -124,7 +127,8 @@ async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
                 handles = watcher.add_many(ids)
                 outcomes: dict[str, object] = {}
                 killed = False
-                with anyio.fail_after(60):
+                # The killed worker's tasks wait out its 10-second leases here.
+                with anyio.fail_after(120):
                     for handle in handles:
                         try:
                             outcomes[handle.task_id] = await handle.wait()
@@ -165,6 +169,7 @@ async def test_a_fleet_shares_the_tasks_and_survives_a_killed_worker(
     assert polls_fleet <= 1.1 * polls_alone, (polls_fleet, polls_alone)
 
 
+@pytest.mark.timeout(240)  # above the sum of the test's own guards
 async def test_a_restart_of_redis_midway_loses_no_task(
     redis_server: RedisServer,  # noqa: F811 (the fixture)
     tmp_path: Path,

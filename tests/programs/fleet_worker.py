@@ -4,7 +4,9 @@ line. It prints "ready" once running, and runs until killed or sent SIGTERM.
 
     python fleet_worker.py REDIS_URL BASE_URL API_KEY LOG
 
-Leases last 3 s, so that the others take over a killed worker's tasks quickly.
+Leases last 10 s: long enough that a worker merely slowed down (a loaded machine, Redis's
+fsync before each reply) renews its leases in time and keeps its tasks, short enough that the
+others take over a killed worker's tasks within the test's time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ async def main(redis_url: str, base_url: str, api_key: str, log: str) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    store = RedisStore(redis_url, lease=3.0, hold=500)
+    store = RedisStore(redis_url, lease=10.0, hold=500)
     async with (
         AnyFast(api_key, base_url=base_url, store=store) as client,
         client.watcher(concurrency=16, poll_interval=0.25, timeout=None, on_terminal=deliver),
