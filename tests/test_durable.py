@@ -55,6 +55,8 @@ async def run_client(server: FakeAnyFast, tmp: Path, kill_after: float | None) -
     return process.returncode
 
 
+# Above the last run's own 240-second guard plus the killed runs before it.
+@pytest.mark.timeout(360)
 async def test_a_client_killed_again_and_again_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261204)
     # 10 ms per answer: the 200 creates, one after the other, take seconds, so kills land
