@@ -184,17 +184,19 @@ async def test_a_dead_holder_loses_its_tasks_when_its_lease_runs_out(
     """A store that claims and never renews (a process that died) holds its tasks only for
     its lease, measured by Redis's clock: then another store claims them."""
     async with (
-        RedisStore(redis_server.url, lease=0.5) as dead,
+        RedisStore(redis_server.url, lease=3.0) as dead,
         RedisStore(redis_server.url) as alive,
     ):
         dead.watching("t1", None)
-        (held,) = await dead.claim(1)
+        # Read before the claim: the lease starts after this, so no claim by another store
+        # may succeed until 3 s from now have passed.
         claimed_at = time.monotonic()
+        (held,) = await dead.claim(1)
         assert await alive.claim(1) == [], "held"
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             while not (taken := await alive.claim(1)):
-                await anyio.sleep(0.02)
-        assert time.monotonic() - claimed_at >= 0.45
+                await anyio.sleep(0.05)
+        assert time.monotonic() - claimed_at >= 2.95, "not before its lease ran out"
         assert taken[0].task_id == "t1"
         assert await dead.renew([held]) == ["t1"], "the dead holder's token no longer holds"
 
