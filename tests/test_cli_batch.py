@@ -140,23 +140,30 @@ async def test_with_a_store_a_rerun_asks_the_server_nothing_it_knows(
     api: FakeAnyFast, storage: FakeAnyFast, tmp_path: Path
 ) -> None:
     """With --store, tasks whose outcome was recorded (a success whose video is on disk, a
-    failure) are reported from the store, not polled; the others are watched again."""
+    failure) are reported from the store, not polled; the others (one that timed out) are
+    watched again."""
     api.add_task("ok", stages=success(storage.add_file("ok.mp4", b"V" * 10)))
     api.add_task("bad", stages=[Stage(status="FAILURE", fail_reason="moderation")])
-    # 30 polls queued: more than 0.5 s of polls every 0.05 s can reach, then a success.
-    late = storage.add_file("late.mp4", b"L")
-    api.add_task("late", stages=[Stage(status="QUEUED", polls=30), *success(late)])
+    # Queued for ever while the first runs watch it: it times out, however slow the machine.
+    api.add_task("late", stages=[Stage(status="QUEUED", polls=10**9)])
     store, out = str(tmp_path / "s.db"), str(tmp_path / "out")
-    batch = ["wait", "ok", "bad", "late", "--download", out, "--store", store, "--jsonl"]
-    first = await anyfast(*batch, "--timeout", "0.5", "--poll-interval", "0.05", server=api)
-    assert first.returncode == 3, text(first)
+    options = ["--download", out, "--store", store, "--jsonl", "--poll-interval", "0.05"]
+    # The first runs: "ok" and "bad" reach their outcomes (no deadline to beat), "late" times
+    # out.
+    first = await anyfast("wait", "ok", "bad", *options, server=api)
+    assert first.returncode == 1, text(first)  # "bad" failed
     assert {r["task_id"]: r["outcome"] for r in lines(first)[:-1]} == {
         "ok": "succeeded",
         "bad": "failed",
-        "late": "timed_out",
     }
+    timed_out = await anyfast("wait", "late", *options, "--timeout", "0.5", server=api)
+    assert timed_out.returncode == 3, text(timed_out)
+    assert [(r["task_id"], r["outcome"]) for r in lines(timed_out)[:-1]] == [("late", "timed_out")]
     polls = {task_id: api.polls(task_id) for task_id in ("ok", "bad", "late")}
-    second = await anyfast(*batch, "--poll-interval", "0.05", server=api)
+    # From now on "late" ends, in three polls.
+    api.remove_task("late")
+    api.add_task("late", stages=success(storage.add_file("late.mp4", b"L")))
+    second = await anyfast("wait", "ok", "bad", "late", *options, server=api)
     assert second.returncode == 1, text(second)  # "bad" failed
     records = {r.get("task_id"): r for r in lines(second)}
     assert records["ok"]["from_store"] is True
