@@ -42,6 +42,11 @@ def lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
+def complete_lines(output: bytes) -> list[dict[str, Any]]:
+    """The JSON lines of ``output`` read so far, but for a last one not yet ended."""
+    return [json.loads(line) for line in output.split(b"\n")[:-1]]
+
+
 def file_gets(storage: FakeAnyFast) -> int:
     return sum(1 for r in storage.requests if r.path.startswith("/files/"))
 
@@ -77,13 +82,18 @@ async def test_a_signal_midway_through_downloads_leaves_no_partial_file(
         [sys.executable, "-m", "anyfast_async", *command], env=env_for(api)
     )
     async with process:
-        with anyio.fail_after(30):  # until both slow downloads are under way
-            while len(list(out.glob(".big*.part"))) < 2 or not (out / "quick.mp4").exists():
+        assert process.stdout is not None
+        stdout = b""
+        # Until "quick" is reported (its line is written after its file is in place) and
+        # both slow downloads are under way.
+        with anyio.fail_after(30):
+            while "quick" not in {r.get("task_id") for r in complete_lines(stdout)}:
+                stdout += await process.stdout.receive()
+            while len(list(out.glob(".big*.part"))) < 2:
                 await anyio.sleep(0.02)
         process.send_signal(signum)
         with anyio.fail_after(30):
-            assert process.stdout is not None
-            stdout = b"".join([chunk async for chunk in process.stdout])
+            stdout += b"".join([chunk async for chunk in process.stdout])
             assert await process.wait() == code
     assert names(out) == ["quick.mp4"], "no partial file left"
     records = [json.loads(line) for line in stdout.decode().splitlines()]
