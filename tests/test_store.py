@@ -279,9 +279,17 @@ async def test_a_watcher_saves_each_video_before_on_terminal(tmp_path: Path) -> 
             seen[update.task_id] = update
 
         store = SQLiteStore(tmp_path / "s.db")
+        # The folder starts empty: nothing to skip. skip_existing's look for a file already
+        # there runs in a worker thread (anyio.Path), which the virtual clock cannot see: it
+        # would skip ahead meanwhile, firing the timeouts pending.
         async with (
             client_for(server, store) as client,
-            client.watcher(poll=FAST, on_terminal=deliver, download_to=tmp_path / "videos") as w,
+            client.watcher(
+                poll=FAST,
+                on_terminal=deliver,
+                download_to=tmp_path / "videos",
+                skip_existing=False,
+            ) as w,
         ):
             for handle in w.add_many(server.tasks):
                 await handle.wait()  # the task succeeded, whatever became of its video
