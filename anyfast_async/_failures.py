@@ -123,9 +123,9 @@ def upstream_error_of(data: Any) -> UpstreamError | None:
             return error
     output = data.get("output")
     if isinstance(output, dict) and output.get("code"):
-        code = _text(output.get("code"))
-        if code:
-            return UpstreamError(code, _text(output.get("message")))
+        output_code = _text(output.get("code"))
+        if output_code:
+            return UpstreamError(output_code, _text(output.get("message")))
     if "code" in data:
         code = data.get("code")
         if isinstance(code, str) and code and code.lower() != "success":
