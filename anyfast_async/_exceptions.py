@@ -31,8 +31,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._failures import FailureKind
+
 if TYPE_CHECKING:
-    from ._failures import FailureKind
     from ._models import Task
 
 __all__ = [
@@ -234,10 +235,8 @@ class TaskFailedError(AnyFastError):
     def __init__(self, task: Task) -> None:
         self.task = task
         self.reason = task.error or ""
-        kind = task.failure_kind
-        assert kind is not None  # a FAILURE always has a kind
-        self.kind: FailureKind = kind
-        tag = f" ({kind.value})"
+        self.kind: FailureKind = task.failure_kind or FailureKind.UNKNOWN
+        tag = f" ({self.kind.value})"
         super().__init__(
             f"task {task.task_id!r} failed{tag}: {self.reason}"
             if self.reason

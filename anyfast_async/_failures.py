@@ -81,6 +81,18 @@ def _text(value: Any) -> str:
     return ""
 
 
+#: Codes that providers send on success: DashScope and Kling ``0``, HTTP-style ``200``,
+#: Jimeng ``10000``, and words (compared lower-case).
+_SUCCESS_CODES: Final = frozenset(
+    {"", "0", "200", "10000", "ok", "success", "succeed", "succeeded"}
+)
+_SUCCESS_MESSAGES: Final = frozenset({"ok", "success", "succeed", "succeeded"})
+
+
+def _is_success(code: str, message: str) -> bool:
+    return code.lower() in _SUCCESS_CODES or message.strip().lower() in _SUCCESS_MESSAGES
+
+
 def _error_object(value: Any) -> UpstreamError | None:
     """``{"code", "message"}`` (or ``type``, ``status_code``/``status_msg``), or a non-empty
     string, as an error; ``None`` for anything that does not say an error happened."""
@@ -89,9 +101,11 @@ def _error_object(value: Any) -> UpstreamError | None:
     if not isinstance(value, dict):
         return None
     code = _text(value.get("code"))
-    if code in ("", "0", "success", "Success"):
-        code = ""
     message = _text(value.get("message")) or _text(value.get("msg"))
+    if _is_success(code, message):
+        code = ""
+        if message.strip().lower() in _SUCCESS_MESSAGES:
+            message = ""
     if not code:
         kind = _text(value.get("type"))
         if kind or message:
@@ -107,7 +121,9 @@ def upstream_error_of(data: Any) -> UpstreamError | None:
     APIs send, or a non-empty string, as the gateway's Gemini/Vertex records carry), a
     non-empty ``output.code`` (DashScope), a top-level ``code`` that is not a success code
     (DashScope's error answer ``{"code", "message", "request_id"}``; Kling's ``code`` other
-    than ``0``), and MiniMax's ``base_resp`` with a ``status_code`` other than ``0``.
+    than ``0``; not ``0``, ``200``, ``10000`` (Jimeng), ``"success"``, nor any code whose
+    message is ``"Success"``), and MiniMax's ``base_resp`` with a ``status_code`` other than
+    ``0``.
 
     >>> upstream_error_of({"code": "InvalidApiKey", "message": "Invalid API-key provided."})
     UpstreamError(code='InvalidApiKey', message='Invalid API-key provided.')
@@ -128,10 +144,10 @@ def upstream_error_of(data: Any) -> UpstreamError | None:
             return UpstreamError(output_code, _text(output.get("message")))
     if "code" in data:
         code = data.get("code")
-        if isinstance(code, str) and code and code.lower() != "success":
-            return UpstreamError(code, _text(data.get("message")))
-        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
-            return UpstreamError(str(code), _text(data.get("message")))
+        if isinstance(code, (str, int)) and not isinstance(code, bool):
+            message = _text(data.get("message"))
+            if not _is_success(str(code), message):
+                return UpstreamError(str(code), message)
     base = data.get("base_resp")
     if isinstance(base, dict):
         status = base.get("status_code")
@@ -244,7 +260,13 @@ RULES: Final[tuple[Rule, ...]] = (
         source=_ARK,
     ),
     Rule(_UE, code=r"100[0-4]|1103|130[2-4]|500[0-2]", provider="Kling", source=_KLING),
-    Rule(_UE, code=r"INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED", provider="Google", source=_GOOGLE),
+    Rule(
+        _UE,
+        code=r"INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|PERMISSION_DENIED"
+        r"|UNAUTHENTICATED",
+        provider="Google",
+        source=_GOOGLE,
+    ),
     Rule(
         _II,
         code=r"(InvalidParameter|MissingParameter|InvalidURL|InvalidFile|InvalidImage|InvalidVideo"
@@ -255,7 +277,23 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(_II, code=r"120[0-3]", provider="Kling", source=_KLING),
     Rule(_II, code=r"INVALID_ARGUMENT", provider="Google", source=_GOOGLE),
-    # -- words of the reason and of the provider's message ------------------------------
+    # -- words of the reason and of the provider's message: a provider's trouble first, so
+    # that "moderation service unavailable" is not taken for a refusal --------------------
+    Rule(
+        _UE,
+        text=r"(?<!free )allocated quota exceeded|rate.?limit|throttl|too many requests"
+        r"|requests? per minute|burst|overload|限流|请求过快|并发|超出配额|配额限制",
+        provider="DashScope, Volcengine Ark, Kling",
+        source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
+    ),
+    Rule(
+        _UE,
+        text=r"internal.?(server.?)?error|internalerror|system ?error|unavailable|timed? ?out"
+        r"|timeout|try again later|backlog|maintenance|api.?key|access denied"
+        r"|unauthori[sz]ed|permission denied|服务器|内部|上游|繁忙|超时|稍后重试|维护",
+        provider="DashScope, Volcengine Ark, Kling",
+        source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
+    ),
     Rule(
         _CP,
         text=r"inappropriate content|data.?inspection.?failed|ip infringement|sensitive.?content"
@@ -267,18 +305,11 @@ RULES: Final[tuple[Rule, ...]] = (
         source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
     ),
     Rule(
-        _UE,
-        text=r"allocated quota exceeded|rate.?limit|throttl|too many requests|requests? per minute"
-        r"|burst|overload|限流|请求过快|并发",
-        provider="DashScope, Volcengine Ark, Kling",
-        source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
-    ),
-    Rule(
         _QU,
         text=r"arrearage|overdue|in arrears|good standing|insufficient[ _](user[ _])?"
         r"(quota|balance|credit)|balance (is )?(not enough|insufficient)"
         r"|quota (exceeded|exhausted)|free (tier|allocated quota)|resource pack"
-        r"|余额不足|欠费|额度不足|额度已用|配额|资源包",
+        r"|余额不足|欠费|额度不足|额度已用|配额不足|配额已用|资源包",
         provider="DashScope, Volcengine Ark, Kling, gateway",
         source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
     ),
@@ -287,14 +318,8 @@ RULES: Final[tuple[Rule, ...]] = (
         text=r"invalid.?(parameter|url|image|file|value|argument)|missing.?parameter|not valid"
         r"|required parameter|unsupported|not supported|out of range|aspect ratio"
         r"|too (large|small|long|short)|(unable|failed) to download|download (image )?failed"
-        r"|file format|参数|格式|不支持|无法下载|分辨率|宽高比",
-        provider="DashScope, Volcengine Ark, Kling",
-        source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
-    ),
-    Rule(
-        _UE,
-        text=r"internal.?(server.?)?error|internalerror|system ?error|unavailable|timed? ?out"
-        r"|timeout|try again later|backlog|maintenance|服务器|内部错误|繁忙|超时|稍后重试|维护",
+        r"|file format|参数(错误|无效|不合法|非法)|非法参数|缺少.{0,8}参数"
+        r"|格式(错误|不支持|不正确)|不支持|无法下载|分辨率|宽高比",
         provider="DashScope, Volcengine Ark, Kling",
         source=f"{_DASHSCOPE}; {_ARK}; {_KLING}",
     ),
@@ -302,6 +327,9 @@ RULES: Final[tuple[Rule, ...]] = (
 
 _CODE_RULES: Final = [(rule, re.compile(rule.code)) for rule in RULES if rule.code]
 _TEXT_RULES: Final = [(rule, re.compile(rule.text, re.IGNORECASE)) for rule in RULES if rule.text]
+_GATEWAY_RULES: Final = [(r, p) for r, p in _TEXT_RULES if r.provider == "gateway"]
+_WORD_RULES: Final = [(r, p) for r, p in _TEXT_RULES if r.provider != "gateway"]
+_MODERATION: Final = next((r, p) for r, p in _WORD_RULES if r.kind is FailureKind.CONTENT_POLICY)
 _CODE_IN_REASON: Final = re.compile(r"code:\s*([A-Za-z_][\w.]*)|^\[([\w.]+)\]")
 
 
@@ -339,8 +367,7 @@ def _provider_code(reason: str, data: Any) -> tuple[str, str]:
 def failure_rule_of(reason: str, data: Any) -> Rule | None:
     """The rule of :data:`RULES` that sorts a failure (see :func:`failure_kind_of`), or
     ``None`` when none does."""
-    first = _TEXT_RULES[:2]  # the gateway's own reasons come before any code
-    for rule, pattern in first:
+    for rule, pattern in _GATEWAY_RULES:  # the gateway's own reasons come before any code
         if pattern.search(reason):
             return rule
     code, message = _provider_code(reason, data)
@@ -348,10 +375,10 @@ def failure_rule_of(reason: str, data: Any) -> Rule | None:
         for rule, pattern in _CODE_RULES:
             if pattern.fullmatch(code):
                 if rule.kind is FailureKind.INVALID_INPUT and _mentions_moderation(message):
-                    return _TEXT_RULES[2][0]  # DashScope moderation as a bad parameter
+                    return _MODERATION[0]  # DashScope moderation as a bad parameter
                 return rule
     texts = [text for text in (reason, message) if text]
-    for rule, pattern in _TEXT_RULES[2:]:
+    for rule, pattern in _WORD_RULES:
         if any(pattern.search(text) for text in texts):
             return rule
     return None
@@ -370,4 +397,4 @@ def failure_kind_of(reason: str, data: Any) -> FailureKind:
 
 
 def _mentions_moderation(message: str) -> bool:
-    return bool(message) and _TEXT_RULES[2][1].search(message) is not None
+    return bool(message) and _MODERATION[1].search(message) is not None

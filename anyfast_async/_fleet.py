@@ -32,7 +32,7 @@ import msgspec
 
 from ._budget import Pacer
 from ._config import UnsetType
-from ._exceptions import AnyFastError, TaskFailedError, WaitTimeoutError
+from ._exceptions import AnyFastError, TaskFailedError, TaskStalledError, WaitTimeoutError
 from ._models import Task
 from ._redis import Claim, RedisStore
 from ._scheduler import Entry, Scheduler
@@ -58,6 +58,8 @@ class _Outcome(msgspec.Struct, omit_defaults=True):
     error: str | None = None
     message: str = ""
     timeout: float | None = None
+    reason: str | None = None  # of a TaskStalledError
+    elapsed: float | None = None
 
 
 def encode_outcome(outcome: Task | AnyFastError) -> bytes:
@@ -70,6 +72,8 @@ def encode_outcome(outcome: Task | AnyFastError) -> bytes:
             error=type(outcome).__name__,
             message=str(outcome),
             timeout=getattr(outcome, "timeout", None),
+            reason=outcome.reason if isinstance(outcome, TaskStalledError) else None,
+            elapsed=outcome.elapsed if isinstance(outcome, TaskStalledError) else None,
         )
     )
 
@@ -80,6 +84,14 @@ def decode_outcome(task_id: str, raw: bytes) -> Task | AnyFastError:
         return told.task
     if told.error == "TaskFailedError" and told.task is not None:
         return TaskFailedError(told.task)
+    if told.error == "TaskStalledError" and told.task is not None and told.reason:
+        return TaskStalledError(
+            task_id,
+            task=told.task,
+            reason=told.reason,
+            timeout=told.timeout or 0.0,
+            elapsed=told.elapsed or 0.0,
+        )
     if told.error == "WaitTimeoutError":
         return WaitTimeoutError(task_id, last_task=told.task, timeout=told.timeout or 0.0)
     return AnyFastError(f"{told.error}: {told.message}" if told.error else told.message)

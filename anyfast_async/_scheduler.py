@@ -24,6 +24,7 @@ import heapq
 import inspect
 import logging
 import math
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -77,12 +78,13 @@ _SUCCESS: Final = TaskStatus.SUCCESS
 _FAILURE: Final = TaskStatus.FAILURE
 
 
-def summary(task: Task, task_id: str, *, keep_data: bool = False) -> Task:
+def summary(task: Task, task_id: str, upstream: UpstreamError | None = None) -> Task:
     """What a scheduler keeps of a task that is not finished: the record without the
     provider's payload (``data``, most of the record, which nothing reads while a task runs;
-    kept only when it is the provider's error, a small object), with the id, status, action
-    and progress strings shared between tasks rather than held once per task. It keeps a
-    watched task well under 1 KB."""
+    of a provider's error, only ``{"error": {"code", "message"}}`` is kept, which
+    :attr:`Task.upstream_error` reads), with the id, status, action and progress strings
+    shared between tasks rather than held once per task. It keeps a watched task well under
+    1 KB."""
     progress = task.raw_progress
     return msgspec.structs.replace(
         task,
@@ -90,8 +92,23 @@ def summary(task: Task, task_id: str, *, keep_data: bool = False) -> Task:
         raw_status=intern(task.raw_status),
         action=intern(task.action),
         raw_progress=intern(progress) if type(progress) is str else progress,
-        data=task.data if keep_data else None,
+        data=None if upstream is None else {"error": msgspec.structs.asdict(upstream)},
     )
+
+
+_REQUEST_ID: Final = re.compile(
+    r"\s*[(\uff08]?\s*request ?id[:\uff1a]?\s*[\w-]+\s*[)\uff09]?", re.IGNORECASE
+)
+
+
+def same_error(one: UpstreamError | None, other: UpstreamError | None) -> bool:
+    """Whether two answers carry the same provider error: the same code, or, with no code,
+    the same message but for a request id (which changes from one answer to the next)."""
+    if one is None or other is None:
+        return one is other
+    if one.code or other.code:
+        return one.code == other.code
+    return _REQUEST_ID.sub("", one.message) == _REQUEST_ID.sub("", other.message)
 
 
 class Entry:
@@ -371,10 +388,10 @@ class Scheduler:
         if entry is None:
             timeout = None if deadline is None else max(deadline - time.time(), _PAST_DEADLINE)
             entry = Entry(task_id, task_path(task_id), now, timeout)
-            if self._phases is not None:  # the phase deadlines of the process that polls
-                entry.clock = PhaseClock(self._phases)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
+        # The phase deadlines of the process that polls, measured from its own polls.
+        entry.clock = None if self._phases is None else PhaseClock(self._phases)
         entry.remote = False
         self._push(entry, now)  # any item it had (a remote wait) is left behind
         return True
@@ -387,6 +404,7 @@ class Scheduler:
             return
         if waited_here:
             entry.remote = True
+            entry.clock = None  # its phases are measured by the process that polls it
             self._wait_remote(entry)  # its poll, if queued, is left behind
             return
         entry.done = entry.settled = True
@@ -701,11 +719,11 @@ class Scheduler:
             self._store.status(entry.task_id, task.raw_status)
         data = task.data
         upstream = None if data is None else upstream_error_of(data)
-        if upstream != entry.upstream_error:  # one appeared, changed or went away: news
-            changed = True
-        if clock is not None:
+        if clock is not None:  # a stall is neither status nor progress changing
             clock.observe(entry.answered, status, changed, upstream)
-        entry.task = summary(task, entry.task_id, keep_data=upstream is not None)
+        if not same_error(upstream, entry.upstream_error):  # appeared, changed, went away
+            changed = True
+        entry.task = summary(task, entry.task_id, upstream)
         self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
         if changed and self._subscribers:
             return entry.update(task, previous=previous, terminal=False)

@@ -39,7 +39,7 @@ def ark(code: str, message: str) -> dict[str, Any]:
 
 def kling(message: str, code: int = 0) -> dict[str, Any]:
     inner = {"task_id": "k1", "task_status": "failed", "task_status_msg": message}
-    return {"code": code, "message": "SUCCEED", "data": inner}
+    return {"code": code, "message": "SUCCEED" if code == 0 else message, "data": inner}
 
 
 RUNNING = {"output": {"task_id": "0385dc79", "task_status": "RUNNING"}, "request_id": "c3"}
@@ -180,7 +180,15 @@ CASES: list[tuple[str, Any, FailureKind]] = [
         UE,
     ),
     ("", {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": ""}}, II),
-    # Words only.
+    # Words only; a provider's trouble is not taken for a refusal or a bad request.
+    ("Moderation service unavailable, try again later", None, UE),
+    ("审核超时，请稍后重试", None, UE),
+    ("内部参数错误", None, UE),
+    ("上游返回格式错误", None, UE),
+    ("API key not valid. Please pass a valid API key.", None, UE),
+    ("超出配额限制", None, UE),
+    ("Free allocated quota exceeded.", None, QU),
+    ("", {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": ""}}, UE),
     ("Too many requests, please try again later", None, UE),
     ("Your prompt was flagged by our moderation system", None, CP),
     ("insufficient_user_quota: 用户额度不足", None, QU),

@@ -22,6 +22,8 @@ from anyfast_async import (
     UpstreamError,
     WaitTimeoutError,
 )
+from anyfast_async._fleet import decode_outcome, encode_outcome
+from anyfast_async._scheduler import same_error
 from anyfast_async.testing import FakeAnyFast, Stage
 
 from .conftest import now
@@ -279,6 +281,11 @@ async def test_a_phase_deadline_must_be_positive(limit: str, value: float) -> No
             UpstreamError("1002", "rate limited"),
         ),
         ({"code": 0, "message": "SUCCEED", "data": {}}, None),
+        # Jimeng's running answer, and other ways of saying success
+        ({"code": 10000, "message": "Success", "data": {"status": "generating"}}, None),
+        ({"code": "0", "message": "ok"}, None),
+        ({"code": 200, "message": "OK"}, None),
+        ({"code": 7, "message": "Success"}, None),
         ({"output": {"task_id": "x", "task_status": "RUNNING"}, "request_id": "r"}, None),
         ({"error": "", "status": "queued"}, None),
         ({"error": None}, None),
@@ -307,3 +314,37 @@ def test_an_update_carries_the_provider_error() -> None:
     )
     assert update.task is not None
     assert str(update.task.upstream_error).startswith("InvalidApiKey")
+
+
+async def test_a_provider_error_coming_and_going_does_not_hide_a_stall() -> None:
+    """Stuck at 50 % while the provider's error appears and clears every 5 s: a stall is
+    neither status nor progress changing, so a 20 s stall_timeout ends it at 20 s."""
+    flapping = [
+        Stage(status="IN_PROGRESS", progress="50%", seconds=5, extra=extra)
+        for _ in range(10)
+        for extra in ({"data": DASHSCOPE_ERROR}, None)
+    ]
+    error, ended = await stalled([running("50%", 1), *flapping], stall_timeout=20)
+    assert error.reason == "stall_timeout"
+    assert ended == pytest.approx(20.0, abs=1e-6)
+
+
+def test_a_request_id_in_the_message_is_not_a_new_error() -> None:
+    one = UpstreamError("", "upstream busy (request id: 2026120503AbCd)")
+    two = UpstreamError("", "upstream busy (request id: 2026120504EfGh)")
+    assert same_error(one, two)
+    assert not same_error(one, UpstreamError("", "quota exhausted"))
+    assert same_error(UpstreamError("Throttling", "a"), UpstreamError("Throttling", "b"))
+    assert not same_error(UpstreamError("Throttling", "a"), None)
+    assert same_error(None, None)
+
+
+def test_a_stalled_outcome_crosses_a_fleet_whole() -> None:
+    """What a process that polled tells the process that added the task."""
+    task = msgspec.json.decode(b'{"task_id": "t1", "status": "QUEUED"}', type=Task)
+    sent = TaskStalledError("t1", task=task, reason="queue_timeout", timeout=60, elapsed=61.5)
+    told = decode_outcome("t1", encode_outcome(sent))
+    assert isinstance(told, TaskStalledError)
+    assert (told.reason, told.timeout, told.elapsed) == ("queue_timeout", 60, 61.5)
+    assert told.task.raw_status == "QUEUED"
+    assert str(told) == str(sent)

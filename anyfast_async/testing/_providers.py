@@ -116,8 +116,9 @@ def failure(provider: str, kind: str) -> tuple[str, Any]:
         }
         return message, data
     inner = {"task_id": "kling-task-1", "task_status": "failed", "task_status_msg": message}
-    answer_code = int(code) if kind == "quota" else 0  # a refused account answers its code
-    return message, {"code": answer_code, "message": "SUCCEED", "data": inner}
+    if kind == "quota":  # a refused account answers its code
+        return message, {"code": int(code), "message": message, "data": inner}
+    return message, {"code": 0, "message": "SUCCEED", "data": inner}
 
 
 def upstream_error(provider: str, code: str | None = None, message: str | None = None) -> Any:
