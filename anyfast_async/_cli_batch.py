@@ -349,7 +349,8 @@ class Report:
         kind = _kind_of_record(record)
         error_type = "TaskFailedError" if kind == "failed" else None
         failure_kind = None
-        if kind == "failed":  # the kind is in the recorded message: "failed (quota): ..."
+        if kind == "failed" and record.status == "FAILURE":
+            # The kind is in the recorded message: "task 'X' failed (quota): ...".
             found = _RECORDED_KIND.search(record.error or "")
             failure_kind = found.group(1) if found else FailureKind.UNKNOWN.value
             self.failures[failure_kind] += 1
