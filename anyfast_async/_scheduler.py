@@ -316,10 +316,12 @@ class Scheduler:
         *,
         remote: bool = False,
         phases: PhaseLimits | UnsetType | None = UNSET,
+        record: bool = True,
     ) -> Entry:
         """Watch ``task_id`` (once: adding it again returns the same entry). ``remote``: it is
         recorded, and waited for here, but polled by whichever process of a fleet holds it.
-        ``phases``: its phase deadlines, if not the scheduler's."""
+        ``phases``: its phase deadlines, if not the scheduler's. Not ``record``: the store
+        is not told of a new watch (a finished outcome delivered again stays finished)."""
         path = task_path(task_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
@@ -334,7 +336,7 @@ class Scheduler:
         limits = self._phases if isinstance(phases, UnsetType) else phases
         if limits is not None:
             entry.clock = PhaseClock(limits)
-        if self._store is not None:
+        if self._store is not None and record:
             self._store.watching(task_id, None if limit is None else time.time() + limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
@@ -453,7 +455,9 @@ class Scheduler:
                 timeout = max(record.deadline - now, _PAST_DEADLINE)
             elif not record.unfinished:
                 self._redeliver.add(record.task_id)
-            entries.append(self.add(record.task_id, timeout))
+            # A finished task delivered again stays recorded as finished and unhandled until
+            # its delivery returns: a crash meanwhile finds it to deliver again, as such.
+            entries.append(self.add(record.task_id, timeout, record=record.unfinished))
         return entries
 
     def _push(self, entry: Entry, due: float) -> None:

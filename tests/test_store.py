@@ -442,3 +442,43 @@ async def test_a_create_cancelled_before_it_is_sent_is_forgotten(server: FakeAny
         release.set()
     assert settled == [False]
     assert [r for r in server.requests if r.method == "POST"] == []
+
+
+async def test_an_outcome_delivered_again_stays_marked_when_that_delivery_is_cut_short(
+    server: FakeAnyFast, tmp_path: Path
+) -> None:
+    """A process dies in on_terminal; the next resumes the outcome and dies at once, before
+    the task is even polled again; the third still finds the outcome finished but unhandled,
+    and delivers it marked as delivered again (a resume must not record it as a new watch)."""
+    server.add_task("t1")
+    path = tmp_path / "s.db"
+    entered = asyncio.Event()
+
+    async def hang(update: TaskUpdate) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # the process "dies" in here
+
+    async with (
+        client_for(server, SQLiteStore(path)) as client,
+        client.watcher(poll=FAST, on_terminal=hang, timeout=None) as watcher,
+    ):
+        watcher.add("t1")
+        await entered.wait()
+    async with (
+        client_for(server, SQLiteStore(path)) as client,
+        client.watcher(poll=FAST, on_terminal=hang, timeout=None) as watcher,
+    ):
+        assert [h.task_id for h in await watcher.resume()] == ["t1"]
+        # ... and "dies" at once: the store still applies what was queued as it closes.
+    async with client_for(server, SQLiteStore(path)) as client:
+        [record] = await client.store.tasks()  # type: ignore[union-attr]
+    assert (record.state, record.handled) == ("finished", False)
+
+    delivered: list[TaskUpdate] = []
+    async with (
+        client_for(server, SQLiteStore(path)) as client,
+        client.watcher(poll=FAST, on_terminal=delivered.append, timeout=None) as watcher,
+    ):
+        for handle in await watcher.resume():
+            await handle.wait()
+    assert [(u.task_id, u.redelivered, u.succeeded) for u in delivered] == [("t1", True, True)]
