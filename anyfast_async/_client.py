@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 import anyio
@@ -41,6 +42,7 @@ from ._engine import Engine
 from ._models import Task
 from ._requests import task_path
 from ._store import TaskStore
+from ._telemetry import telemetry_for
 from ._transport import default_user_agent
 
 __all__ = ["AnyFast"]
@@ -88,6 +90,12 @@ class AnyFast(CreateCalls, WatchCalls):
         jitter_seed: Seeds the random jitter of retries and poll schedules, so that a test
             on virtual time (:class:`anyfast_async.testing.VirtualTimeLoop`) sees the same
             schedule on every run. ``None`` (the default): unpredictable.
+        tracer_provider: The OpenTelemetry ``TracerProvider`` of the client's spans (one per
+            watched task and per create call), or ``None`` (the default): the global one.
+            Nothing is recorded while that records nothing, and without the ``otel`` extra
+            installed nothing of OpenTelemetry runs (see the Observability page).
+        meter_provider: The OpenTelemetry ``MeterProvider`` of the client's metrics, or
+            ``None`` (the default): the global one.
 
     Raises:
         ValueError: no API key was given or found, or an argument is invalid. The message names
@@ -117,6 +125,8 @@ class AnyFast(CreateCalls, WatchCalls):
         sleep: Callable[[float], Awaitable[object]] | None = None,
         store: TaskStore | None = None,
         jitter_seed: int | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         _check_types(timeout=timeout, limits=limits, retry=retry, throttle=throttle)
         if not isinstance(max_retries, UnsetType):
@@ -135,6 +145,7 @@ class AnyFast(CreateCalls, WatchCalls):
             session=session,
             jitter_seed=jitter_seed,
             store=store,
+            telemetry=telemetry_for(tracer_provider, meter_provider),
         )
 
     def with_options(

@@ -76,7 +76,11 @@ class CreateCalls:
             RuntimeError: the client is not open.
         """
         self._engine.check_open()
-        return await self._engine.create(msgspec.json.encode(request.body()))
+        body = request.body()
+        model = body.get("model")
+        return await self._engine.create(
+            msgspec.json.encode(body), model=model if isinstance(model, str) else ""
+        )
 
     async def create_text_to_video(
         self,

@@ -41,6 +41,7 @@ from ._models import CreatedTask, Task
 from ._requests import TASKS_PATH
 from ._retry import Sleep, is_create_retryable, is_retryable, retrying
 from ._store import TaskStore, describe_error
+from ._telemetry import Telemetry
 from ._transport import Response, Stream, Transport
 
 __all__ = ["Engine"]
@@ -87,6 +88,8 @@ class Engine:
         session: An aiohttp session to use (never closed by the engine), or ``None``.
         jitter_seed: Seed of the retry jitter and of the schedulers' poll jitter, or ``None``.
         store: Where what the engine learns about tasks is recorded, or ``None``.
+        telemetry: The client's OpenTelemetry tracer and metrics, or ``None`` (not
+            installed).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Engine:
         session: aiohttp.ClientSession | None,
         jitter_seed: int | None = None,
         store: TaskStore | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")
@@ -113,6 +117,7 @@ class Engine:
         self.sleep = sleep
         self._seeded = jitter_seed is not None
         self.store = store
+        self.telemetry = telemetry
         self.rng = random.Random(jitter_seed)
         self.budget = Pacer(throttle, max_rate=max_rate, sleep=sleep, clock=loop_time)
         self._max_bytes = max_response_bytes
@@ -256,6 +261,21 @@ class Engine:
                 self.budget.throttled(exc.retry_after, sent_at=sent)
             raise
 
+    async def fetch_task_traced(self, path: str, *, sent: float) -> tuple[Task, str | None]:
+        """:meth:`fetch_task` of a poll whose task has a span: the task, and the request id
+        of the answer (the span's events carry it)."""
+        response = await self._transport.request("GET", path, timeout=self._request_timeout)
+        if 200 <= response.status < 300 and not response.oversize:
+            task = decode_task(
+                response.body, status_code=response.status, request_id=response.request_id
+            )
+            return task, response.request_id
+        try:
+            return self._result(response, decode_task), response.request_id
+        except RateLimitError as exc:
+            self.budget.throttled(exc.retry_after, sent_at=sent)
+            raise
+
     async def get_task(self, path: str) -> Task:
         """The task at ``path``, with transient failures retried per the retry policy."""
         # Not paced by the budget (it has its own retries), so not reported to it either:
@@ -273,21 +293,41 @@ class Engine:
             failed=failed,
         )
 
-    async def create(self, body: bytes) -> CreatedTask:
+    async def create(self, body: bytes, *, model: str = "") -> CreatedTask:
         """POST a create body; retried only when the request cannot have created a task.
 
         With a store, the intent is committed before the request is sent, and the task id
-        (or a failure that may have created a task) after."""
+        (or a failure that may have created a task) after. With telemetry, the call has a
+        span (``model``: the model named in the body)."""
+        trace = None if self.telemetry is None else self.telemetry.creating(model)
+        if trace is None:
+            return await self._create_recorded(body)
+        ids: list[str | None] = []
+        try:
+            created = await self._create_recorded(body, ids)
+        except BaseException as exc:
+            sent = exc.sent if isinstance(exc, AnyFastError) else _maybe_created(exc)
+            request_id = getattr(exc, "request_id", None)
+            trace.end(task_id=None, sent=sent, request_id=request_id, error=exc)
+            raise
+        trace.end(task_id=created.task_id, sent=True, request_id=ids[-1] if ids else None)
+        return created
+
+    async def _create_recorded(
+        self, body: bytes, ids: list[str | None] | None = None
+    ) -> CreatedTask:
+        """The create call, recorded in the store if there is one; ``ids`` gets the request
+        id of each answer."""
         store = self.store
         if store is None:
-            return await self._create(body)
+            return await self._create(body, ids)
         with anyio.CancelScope(shield=True):  # recorded whole, then settled below
             intent = await store.intend(body)
         sending = False
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             sending = True
-            created = await self._create(body)
+            created = await self._create(body, ids)
         except BaseException as exc:
             # Cancelled before the request went out: surely no task (forgotten).
             maybe = sending and _maybe_created(exc)
@@ -298,12 +338,12 @@ class Engine:
             await store.created(intent, created.task_id)
         return created
 
-    async def _create(self, body: bytes) -> CreatedTask:
+    async def _create(self, body: bytes, ids: list[str | None] | None = None) -> CreatedTask:
         """The create call under its retry rule; the error it ends with says whether the task
         may have been created (see :func:`_mark_create_failure`)."""
         try:
             return await self.retrying(
-                lambda attempt: self._post_create(body, attempt),
+                lambda attempt: self._post_create(body, attempt, ids),
                 what=f"POST {TASKS_PATH}",
                 retryable=is_create_retryable,
             )
@@ -311,8 +351,12 @@ class Engine:
             _mark_create_failure(exc)
             raise
 
-    async def _post_create(self, body: bytes, attempt: int) -> CreatedTask:
+    async def _post_create(
+        self, body: bytes, attempt: int, ids: list[str | None] | None = None
+    ) -> CreatedTask:
         response = await self._send("POST", TASKS_PATH, attempt, json_body=body)
+        if ids is not None:
+            ids.append(response.request_id)
         return self._result(response, decode_created)
 
     def _result(self, response: Response, decode: Callable[..., T]) -> T:

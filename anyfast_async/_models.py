@@ -159,6 +159,14 @@ def _timestamp(value: float | None) -> datetime | None:
         return None
 
 
+def _seconds_between(start: float | None, end: float | None) -> float | None:
+    """``end - start`` of two Unix times in seconds; ``None`` if either is unknown or
+    ``end`` comes first."""
+    if start is None or end is None or _timestamp(start) is None or _timestamp(end) is None:
+        return None
+    return float(end - start) if end >= start else None
+
+
 class DashScopeOutput(msgspec.Struct, frozen=True, kw_only=True):
     """``data.data.output`` of an Alibaba DashScope task (HappyHorse, Wan).
 
@@ -461,6 +469,20 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         """When the task finished (UTC), or ``None`` if unknown or not yet."""
         return _timestamp(self.finish_time)
 
+    @property
+    def queue_time(self) -> float | None:
+        """Seconds from submission to the provider's start, by the gateway's own times, or
+        ``None`` while either is unknown (``0`` or missing: the gateway sends a ``0``
+        ``start_time`` for a task whose running phase it never saw) or they are out of
+        order."""
+        return _seconds_between(self.submit_time, self.start_time)
+
+    @property
+    def run_time(self) -> float | None:
+        """Seconds from the provider's start to the task's finish, by the gateway's own
+        times, or ``None`` while either is unknown or they are out of order."""
+        return _seconds_between(self.start_time, self.finish_time)
+
     def to_dict(self) -> dict[str, Any]:
         """The task as JSON-ready values, with the interpreted fields a web handler or a log
         line wants (the properties, which ``msgspec.structs.asdict`` leaves out).
@@ -475,8 +497,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             ``task_id``, ``status`` (a :class:`TaskStatus` value), ``raw_status``,
             ``progress``, ``result_url``, ``error``, ``failure_kind`` (a
             :class:`FailureKind` value, or ``None``), ``upstream_error`` (``{"code",
-            "message"}`` or ``None``), and ``submitted_at``, ``started_at``, ``finished_at``
-            as ISO 8601 strings (or ``None``).
+            "message"}`` or ``None``), ``submitted_at``, ``started_at``, ``finished_at``
+            as ISO 8601 strings (or ``None``), and ``queue_time``, ``run_time`` in seconds
+            (or ``None``).
         """
         kind = self.failure_kind
         upstream = self.upstream_error
@@ -492,6 +515,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "submitted_at": _iso(self.submitted_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "queue_time": self.queue_time,
+            "run_time": self.run_time,
         }
 
     @property

@@ -54,7 +54,8 @@ from ._phases import PhaseClock, PhaseLimits
 from ._redis import RedisStore
 from ._requests import TASKS_PATH, task_path
 from ._retry import is_retryable, retry_delay
-from ._updates import TaskUpdate, WatcherStatistics
+from ._telemetry import TaskTrace, outcome_of
+from ._updates import Tally, TaskUpdate, WatcherStatistics
 
 __all__ = ["Entry", "Scheduler", "summary"]
 
@@ -130,6 +131,7 @@ class Entry:
         "last_error",
         "outcome",
         "path",
+        "polls",
         "progress",
         "remote",
         "same",
@@ -139,6 +141,7 @@ class Entry:
         "task",
         "task_id",
         "timeout",
+        "trace",
         "waiters",
     )
 
@@ -161,6 +164,8 @@ class Entry:
         self.outcome: Task | BaseException | None = None
         self.waiters: anyio.Event | None = None
         self.clock: PhaseClock | None = None  # with phase deadlines only
+        self.polls = 0  # polls sent for it here, answered or failed
+        self.trace: TaskTrace | None = None  # its span, while a tracer records
 
     def __lt__(self, other: Entry) -> bool:
         # Orders heap items (due, entry) whose due times are equal; any fixed order will do.
@@ -301,6 +306,11 @@ class Scheduler:
         self._throttles = 0
         self._outcomes: Counter[str] = Counter()
         self._by_status: Counter[str] = Counter()
+        self._queue_times = Tally()
+        self._run_times = Tally()
+        self._task_polls = Tally()
+        self._telemetry = engine.telemetry
+        self._metrics = None if engine.telemetry is None else engine.telemetry.metrics
 
     @property
     def phases(self) -> PhaseLimits | None:
@@ -340,6 +350,9 @@ class Scheduler:
             self._store.watching(task_id, None if limit is None else time.time() + limit)
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
+        if self._telemetry is not None:
+            entry.trace = self._telemetry.watching(task_id)
+            self._telemetry.metrics.active += 1
         if remote:
             entry.remote = True
             self._wait_remote(entry)
@@ -392,6 +405,8 @@ class Scheduler:
             entry = Entry(task_id, task_path(task_id), now, timeout)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
+            if self._metrics is not None:
+                self._metrics.active += 1
         # The phase deadlines of the process that polls, measured from its own polls.
         entry.clock = None if self._phases is None else PhaseClock(self._phases)
         entry.remote = False
@@ -412,6 +427,8 @@ class Scheduler:
         entry.done = entry.settled = True
         del self._entries[task_id]
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
+        if self._metrics is not None:
+            self._metrics.active -= 1
 
     async def settle(self, task_id: str, outcome: Task | AnyFastError) -> None:
         """The outcome of a task another process polled: its waiters and readers get it
@@ -543,13 +560,19 @@ class Scheduler:
             return
         self._closed = True
         closed = RuntimeError("the watch was closed before the task finished")
+        problem = self.problem  # what ended the watch, if it did not just close
         if self._entries and self.problem is None:
             self.problem = closed  # readers of the updates must not take this for an end
+        if self._metrics is not None:
+            self._metrics.active -= len(self._entries)
         for entry in self._entries.values():
             entry.done = entry.settled = True
             entry.outcome = self.problem or closed
             if entry.waiters is not None:
                 entry.waiters.set()
+            if entry.trace is not None:  # the watch was closed before the task ended
+                entry.trace.end("closed", entry.task, problem, entry.polls)
+                entry.trace = None
         self._entries.clear()
         self._heap.clear()
         self._ready.clear()
@@ -607,6 +630,7 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         fetch = self._engine.fetch_task
+        fetch_traced = self._engine.fetch_task_traced
         pacer = self._engine.budget
         heap = self._heap
         idle = self._idle
@@ -657,18 +681,26 @@ class Scheduler:
             if path is None:
                 path = _PREFIX + entry.task_id
             self._in_flight += 1
+            trace = entry.trace
+            token = None if trace is None else trace.enter()  # the HTTP span nests in it
             try:
                 if remaining > self._longest_poll:
                     if not pacer.try_acquire(now):
                         await pacer.acquire()
                         now = loop.time()
-                    task = await fetch(path, sent=now)
+                    if trace is None:
+                        task = await fetch(path, sent=now)
+                    else:
+                        task, trace.request_id = await fetch_traced(path, sent=now)
                 else:  # this poll could outlast the deadline: cut it off there
                     with anyio.move_on_after(remaining):
                         if not pacer.try_acquire(now):
                             await pacer.acquire()
                             now = loop.time()
-                        task = await fetch(path, sent=now)
+                        if trace is None:
+                            task = await fetch(path, sent=now)
+                        else:
+                            task, trace.request_id = await fetch_traced(path, sent=now)
                         remaining = -1.0
                     if remaining >= 0:
                         self._in_flight -= 1
@@ -678,6 +710,9 @@ class Scheduler:
                 self._in_flight -= 1
                 await self._failed(entry, exc)
                 continue
+            finally:
+                if token is not None:
+                    trace.leave(token)  # type: ignore[union-attr]
             self._in_flight -= 1
             entry.answered = now
             # The common case (a running task, seen again) is settled without a coroutine. A
@@ -695,6 +730,9 @@ class Scheduler:
         """Record a poll's answer; the update it makes, if any (a terminal one is for the
         caller to finish with). A task still running is scheduled for its next poll."""
         self._polls += 1
+        entry.polls += 1
+        if self._metrics is not None:
+            self._metrics.polls += 1
         status = task.status
         progress = task.progress
         previous = entry.status
@@ -711,6 +749,10 @@ class Scheduler:
             entry.same += 1
             changed = progress != entry.progress
         entry.progress = progress
+        trace = entry.trace
+        if trace is not None and status is not previous:
+            was = None if previous is None else previous.value
+            trace.transition(task.raw_status, was, progress)
         clock = entry.clock
         if status is _SUCCESS:
             entry.task = task
@@ -727,6 +769,8 @@ class Scheduler:
             clock.observe(entry.answered, status, changed, upstream)
         if not same_error(upstream, entry.upstream_error):  # appeared, changed, went away
             changed = True
+            if trace is not None:
+                trace.upstream(upstream)
         entry.task = summary(task, entry.task_id, upstream)
         self._push(entry, self._now() + self._poll.next_delay(status, entry.same, self._rng))
         if changed and self._subscribers:
@@ -737,8 +781,13 @@ class Scheduler:
         self._errors += 1
         if isinstance(exc, RateLimitError):
             self._throttles += 1
+        if self._metrics is not None:
+            self._metrics.failed_poll(exc)
         if entry.done:  # ended while this poll was in flight: stale news
             return
+        entry.polls += 1
+        if entry.trace is not None:
+            entry.trace.poll_failed(exc)
         if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
             await self._fatal(exc)
             return
@@ -805,17 +854,31 @@ class Scheduler:
             return
         entry.done = True
         entry.outcome = outcome
+        metrics = self._metrics
         if self._entries.get(entry.task_id) is entry:
             del self._entries[entry.task_id]
+            if metrics is not None:
+                metrics.active -= 1
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
-        if isinstance(outcome, Task):
-            self._outcomes["succeeded"] += 1
-        elif isinstance(outcome, TaskFailedError):
-            self._outcomes["failed"] += 1
-        elif isinstance(outcome, WaitTimeoutError):
-            self._outcomes["timed_out"] += 1
-        else:
-            self._outcomes["errored"] += 1
+        label = outcome_of(outcome)
+        self._outcomes[label] += 1
+        last = outcome.task if isinstance(outcome, TaskFailedError) else outcome
+        record: Task | None = entry.task
+        if isinstance(last, Task):  # SUCCESS or FAILURE: how long it queued and ran
+            record = last
+            self._task_polls.add(entry.polls)
+            queued = record.queue_time
+            if queued is not None:
+                self._queue_times.add(queued)
+            ran = record.run_time
+            if ran is not None:
+                self._run_times.add(ran)
+        if metrics is not None:
+            metrics.ended(label, record)
+        trace = entry.trace
+        if trace is not None:
+            entry.trace = None
+            trace.end(label, record, None if isinstance(outcome, Task) else outcome, entry.polls)
         if self._redeliver and entry.task_id in self._redeliver:
             self._redeliver.discard(entry.task_id)
             update = msgspec.structs.replace(update, redelivered=True)
@@ -915,6 +978,11 @@ class Scheduler:
             by_status={k: v for k, v in self._by_status.items() if v > 0},
             in_flight=self._in_flight,
             rate_cap=self._engine.budget.rate_cap,
+            queue_time_p50=self._queue_times.percentile(50),
+            queue_time_p95=self._queue_times.percentile(95),
+            run_time_p50=self._run_times.percentile(50),
+            run_time_p95=self._run_times.percentile(95),
+            polls_per_task=self._task_polls.mean(),
         )
 
 

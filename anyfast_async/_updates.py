@@ -5,6 +5,8 @@ Plain values, no I/O: the scheduler makes them, the watch streams and handles ha
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from ._exceptions import AnyFastError, TaskFailedError, TaskStalledError
 from ._failures import FailureKind
 from ._models import Task, TaskStatus
 
-__all__ = ["Outcomes", "TaskUpdate", "WatcherStatistics"]
+__all__ = ["Outcomes", "Tally", "TaskUpdate", "WatcherStatistics"]
 
 
 class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +133,19 @@ class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
         in_flight: Polls under way now.
         rate_cap: The shared polling budget's current cap in polls per second, or ``None``
             when uncapped.
+        queue_time_p50: The median :attr:`Task.queue_time <anyfast_async.Task.queue_time>`
+            (seconds from submission to start, by the gateway's times) of the tasks that
+            reached SUCCESS or FAILURE here, or ``None`` if none had both times.
+        queue_time_p95: Its 95th percentile.
+        run_time_p50: The median :attr:`Task.run_time <anyfast_async.Task.run_time>`
+            (seconds from start to finish) of those tasks, or ``None``.
+        run_time_p95: Its 95th percentile.
+        polls_per_task: The mean number of polls (answered or failed) each task that reached
+            SUCCESS or FAILURE here took, or ``None`` if none has.
+
+    The percentiles are nearest-rank, of every such task since the watcher started, kept as
+    counts of each duration to a tenth of a second (the gateway's times are whole seconds),
+    so they cost memory for each distinct duration, not for each task.
     """
 
     polls: int
@@ -144,6 +159,43 @@ class WatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
     by_status: dict[str, int]
     in_flight: int
     rate_cap: float | None
+    queue_time_p50: float | None = None
+    queue_time_p95: float | None = None
+    run_time_p50: float | None = None
+    run_time_p95: float | None = None
+    polls_per_task: float | None = None
+
+
+class Tally:
+    """The values of one measure (seconds, polls) over many tasks, as counts of each value
+    rounded to a tenth: memory for each distinct value, not for each task."""
+
+    __slots__ = ("_counts", "count", "total")
+
+    def __init__(self) -> None:
+        self._counts: Counter[float] = Counter()
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[round(value, 1)] += 1
+        self.count += 1
+        self.total += value
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def percentile(self, p: float) -> float | None:
+        """The nearest-rank ``p``-th percentile (``0 < p <= 100``), or ``None`` if empty."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(p / 100 * self.count))
+        seen = 0
+        for value in sorted(self._counts):
+            seen += self._counts[value]
+            if seen >= rank:
+                return value
+        raise AssertionError("unreachable: the counts add up to count")
 
 
 class Outcomes(dict[str, "Task | AnyFastError"]):

@@ -21,6 +21,7 @@ LAYERS = [
     "anyfast_async._updates",
     "anyfast_async._config",
     "anyfast_async._phases",
+    "anyfast_async._telemetry",
     "anyfast_async._requests",
     "anyfast_async._decode",
     "anyfast_async._transport",
