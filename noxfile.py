@@ -96,7 +96,9 @@ def examples(session: nox.Session) -> None:
     redis-server is installed from Debian's packages when missing (as root); elsewhere the
     worker example is skipped with a warning, except in CI (``CI`` set), where it must run.
     """
-    session.install("-e", ".[cli,speed]", "pytest", "pytest-timeout", *EXAMPLE_DEPS)
+    session.install(
+        "-e", ".[cli,speed,otel]", "opentelemetry-sdk", "pytest", "pytest-timeout", *EXAMPLE_DEPS
+    )
     env = {"ANYFAST_API_KEY": "", "ANYFAST_BASE_URL": ""}
     with redis_server(session) as redis_url:
         for script in sorted([*Path("examples").glob("*.py"), *Path("examples").glob("*.sh")]):

@@ -39,6 +39,7 @@ from . import (
     TextToVideo,
     UpdateStream,
     WaitTimeoutError,
+    WatcherStatistics,
 )
 
 __all__ = [
@@ -274,6 +275,8 @@ class Report:
         self.failures: Counter[str] = Counter()  # the failed tasks by FailureKind value
         self._shown: list[tuple[str, str, str]] = []  # (id, outcome, detail) for the summary
         self.skipped = 0
+        #: The watcher's statistics when the batch ended (phase times, polls per task).
+        self.statistics: WatcherStatistics | None = None
 
     @property
     def done(self) -> int:
@@ -405,6 +408,33 @@ class Report:
             parts.append(f"{self.kinds['error']} errors")
         return ", ".join(parts)
 
+    def _times(self) -> dict[str, float | None]:
+        """The phase times and polls of the tasks that finished in this run."""
+        stats = self.statistics
+        if stats is None:
+            return {}
+        return {
+            "queue_time_p50": stats.queue_time_p50,
+            "queue_time_p95": stats.queue_time_p95,
+            "run_time_p50": stats.run_time_p50,
+            "run_time_p95": stats.run_time_p95,
+            "polls_per_task": stats.polls_per_task,
+        }
+
+    def _times_line(self) -> str:
+        stats = self.statistics
+        if stats is None or stats.polls_per_task is None:
+            return ""
+        parts = []
+        for name, p50, p95 in (
+            ("queued", stats.queue_time_p50, stats.queue_time_p95),
+            ("ran", stats.run_time_p50, stats.run_time_p95),
+        ):
+            if p50 is not None and p95 is not None:
+                parts.append(f"{name} {p50:g} s (p50), {p95:g} s (p95)")
+        parts.append(f"{stats.polls_per_task:.1f} polls per task")
+        return "; ".join(parts)
+
     def exit_code(self) -> int:
         return exit_code_of(self.kinds)
 
@@ -426,6 +456,7 @@ class Report:
                         "unfinished": unfinished,
                         "from_store": self.skipped,
                         "interrupted": interrupted,
+                        **self._times(),
                     }
                 },
                 sys.stdout,
@@ -449,6 +480,9 @@ class Report:
         if self.skipped:
             line += f" ({self.skipped} known from the store)"
         print(line, file=out, flush=True)
+        times = self._times_line()
+        if times:
+            print(times, file=out, flush=True)
         if interrupted:
             print(
                 f"anyfast: stopped by {interrupted} with {unfinished} tasks unfinished; run the "
@@ -632,6 +666,7 @@ async def _watch(
                 group.start_soon(show, updates)
                 await all_ended.wait()
                 group.cancel_scope.cancel()
+        report.statistics = watcher.statistics()
     if failed:
         raise failed[0]
 

@@ -109,3 +109,18 @@ async def test_phase_options_must_be_positive(api: FakeAnyFast) -> None:
         assert result.returncode == 2
         assert "must be greater than 0" in text(result)
     assert api.requests == []
+
+
+async def test_wait_summarizes_phase_times_and_polls_per_task(api: FakeAnyFast) -> None:
+    ids = add_batch(api)
+    result = await anyfast("wait", *ids, "--jsonl", *FAST, server=api)
+    summary = json_lines(result.stdout)[-1]["summary"]
+    polls = sum(1 for r in api.requests if r.method == "GET")
+    assert summary["polls_per_task"] == pytest.approx(polls / len(ids))
+    # The success went through IN_PROGRESS: the gateway's times give its queue and run time.
+    assert summary["queue_time_p50"] is not None
+    assert summary["queue_time_p50"] >= 0
+    assert summary["run_time_p95"] >= summary["run_time_p50"] >= 0
+    piped = await anyfast("wait", *ids, *FAST, server=api)
+    assert "polls per task" in piped.stderr.decode()
+    assert "(p50)" in piped.stderr.decode()
