@@ -207,7 +207,10 @@ def bench(session: nox.Session) -> None:
     """
     # sniffio: without it httpcore retries a failed `import sniffio` on every request, which
     # would make the httpx contender look slower than its users see it.
-    session.install("-e", ".[speed,redis]", "httpx", "sniffio", "pydantic>=2", "orjson")
+    session.install(
+        "-e", ".[speed,redis,otel]", "opentelemetry-sdk", "httpx", "sniffio", "pydantic>=2",
+        "orjson",
+    )  # fmt: skip
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/bench_decode.py", "--json", "benchmarks/decode.json", *quick)
     session.run(
@@ -219,6 +222,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_scale.py", "--json", "benchmarks/scale.json", *quick)
     session.run("python", "benchmarks/bench_store.py", "--json", "benchmarks/store.json", *quick)
     session.run("python", "benchmarks/bench_batch.py", "--json", "benchmarks/batch.json", *quick)
+    session.run(
+        "python", "benchmarks/bench_telemetry.py", "--json", "benchmarks/telemetry.json", *quick
+    )
     if debian_program(session, "redis-server", "redis-server", required=False):
         session.run(
             "python", "benchmarks/bench_fleet.py", "--json", "benchmarks/fleet.json", *quick

@@ -1,0 +1,137 @@
+"""Benchmark: what OpenTelemetry costs a watch, per poll, against the bare aiohttp floor.
+
+The cheap server of ``bench_watch.py`` in its own process answers the gateway's realistic
+records; this process, on one core, takes turns between the floor (``bare_aiohttp``) and
+``wait_many`` over fresh tasks (five polls each, the fifth a SUCCESS), round after round, and
+reports the median of the rounds' ratios (the watch's CPU per poll over the floor's of the
+same round), for three set-ups:
+
+- ``not installed``: a child process in which ``import opentelemetry`` fails;
+- ``no provider``: the API installed, nothing configured (the global proxies);
+- ``SDK provider``: a ``TracerProvider`` with a batch span processor (to an exporter that
+  drops what it gets) and a ``MeterProvider`` with an in-memory reader, given to the client.
+
+    python benchmarks/bench_telemetry.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+
+if "--hide-otel" in sys.argv:  # before anything imports it
+
+    class _Hide:
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            if name == "opentelemetry" or name.startswith("opentelemetry."):
+                raise ImportError(f"{name} is hidden")
+
+    sys.meta_path.insert(0, _Hide())  # type: ignore[arg-type]
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import bench_watch as bench
+
+from anyfast_async import AnyFast, Limits, PollPolicy
+from anyfast_async import _telemetry as telemetry
+
+
+async def watch_many(
+    base: str, concurrency: int, total: int, options: dict[str, Any]
+) -> tuple[int, float, float]:
+    """``wait_many`` over total / 5 fresh tasks (``bench_watch.sdk_watch_many`` with client
+    options)."""
+    policy = PollPolicy.fixed(1e-6)
+    limits = Limits(max_connections=max(concurrency, 100))
+    async with AnyFast(bench.KEY, base_url=base, limits=limits, **options) as client:
+        warm = [f"warm{time.monotonic_ns()}_{i}" for i in range(bench.warm_tasks(concurrency))]
+        await client.wait_many(warm, concurrency=concurrency, poll=policy)
+        ids = [f"r{time.monotonic_ns()}_asyntask_{i}" for i in range(total // 5)]
+        c0, w0 = bench.cpu(), time.perf_counter()
+        results = await client.wait_many(ids, concurrency=concurrency, poll=policy)
+        spent, wall = bench.cpu() - c0, time.perf_counter() - w0
+        assert len(results) == len(ids)
+        return len(ids) * 5, spent, wall
+
+
+def sdk_options() -> dict[str, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    return {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+
+
+def ratios(
+    base: str, options: dict[str, Any], rounds: int, concurrency: int, polls: int, loop: str
+) -> list[float]:
+    found = []
+    for _ in range(rounds):
+        n0, cpu0, _ = bench.run_on(loop, bench.bare_aiohttp(base, concurrency, polls))
+        n1, cpu1, _ = bench.run_on(loop, watch_many(base, concurrency, polls, options))
+        found.append((cpu1 / n1) / (cpu0 / n0))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 rounds instead of 11")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--polls", type=int, default=5_000, help="polls per burst")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--hide-otel", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    rounds = 5 if args.quick else 11
+    if args.hide_otel:  # the child: only the set-up without OpenTelemetry
+        assert not telemetry.AVAILABLE
+        with bench.cheap_server() as base:
+            bench._pin(0)
+            found = ratios(base, {}, rounds, args.concurrency, args.polls, args.loop)
+        print(json.dumps(found))
+        return
+    assert telemetry.AVAILABLE, "install the otel extra and opentelemetry-sdk"
+    child = [sys.executable, __file__, "--hide-otel", "--concurrency", str(args.concurrency)]
+    child += ["--polls", str(args.polls), "--loop", args.loop] + (["--quick"] if args.quick else [])
+    done = subprocess.run(child, capture_output=True, check=True)  # noqa: S603 (this script)
+    hidden = json.loads(done.stdout)
+    results: dict[str, Any] = {"not installed": hidden}
+    with bench.cheap_server() as base:
+        bench._pin(0)
+        results["no provider"] = ratios(base, {}, rounds, args.concurrency, args.polls, args.loop)
+        results["SDK provider"] = ratios(
+            base, sdk_options(), rounds, args.concurrency, args.polls, args.loop
+        )
+    summary = {
+        "loop": args.loop,
+        "concurrency": args.concurrency,
+        "rounds": rounds,
+        "median_ratio_to_floor": {k: statistics.median(v) for k, v in results.items()},
+        "ratios": results,
+    }
+    for name, ratio in summary["median_ratio_to_floor"].items():
+        print(f"{name:14s} wait_many / bare aiohttp, median of {rounds} rounds: {ratio:.3f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
