@@ -349,7 +349,7 @@ class CreateCalls:
             result = on_created(created)
             if inspect.isawaitable(result):
                 await result
-        scheduler.add(created.task_id)
+        scheduler.add(created.task_id, model=created.model)
         return await wait_for(follow(scheduler), created.task_id)
 
     def create_and_watch(

@@ -327,11 +327,13 @@ class Scheduler:
         remote: bool = False,
         phases: PhaseLimits | UnsetType | None = UNSET,
         record: bool = True,
+        model: str = "",
     ) -> Entry:
         """Watch ``task_id`` (once: adding it again returns the same entry). ``remote``: it is
         recorded, and waited for here, but polled by whichever process of a fleet holds it.
         ``phases``: its phase deadlines, if not the scheduler's. Not ``record``: the store
-        is not told of a new watch (a finished outcome delivered again stays finished)."""
+        is not told of a new watch (a finished outcome delivered again stays finished).
+        ``model``: the model it was created with, if known (its span says so)."""
         path = task_path(task_id)
         if self._closed:
             raise RuntimeError("this watcher is closed")
@@ -351,7 +353,7 @@ class Scheduler:
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
         if self._telemetry is not None:
-            entry.trace = self._telemetry.watching(task_id)
+            entry.trace = self._telemetry.watching(task_id, model)
             self._telemetry.metrics.active += 1
         if remote:
             entry.remote = True

@@ -197,13 +197,16 @@ class Telemetry:
         meter = otel_metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self.metrics = Metrics(meter)
 
-    def watching(self, task_id: str) -> TaskTrace | None:
+    def watching(self, task_id: str, model: str = "") -> TaskTrace | None:
         """The span of a task being added to a watch (a child of the caller's current span),
-        or ``None`` if it would not be recorded."""
+        or ``None`` if it would not be recorded. ``model``: the model it was created with,
+        when known."""
         span = self.tracer.start_span("anyfast.watch")
         if not span.is_recording():
             return None
         span.set_attribute("anyfast.task.id", task_id)
+        if model:
+            span.set_attribute("gen_ai.request.model", model)
         return TaskTrace(span)
 
     def creating(self, model: str) -> CreateTrace | None:

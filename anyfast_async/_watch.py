@@ -586,7 +586,7 @@ class CreateAndWatchStream:
         if create is None:
             # The task exists: its watch starts now, as it would after ``yield`` in a loop.
             assert self._created is not None
-            self._scheduler.add(self._created.task_id)
+            self._scheduler.add(self._created.task_id, model=self._created.model)
             self._updates = follow(self._scheduler)
             return await self._updates.__anext__()
         self._creating = True

@@ -270,6 +270,7 @@ async def test_the_http_client_spans_nest_in_the_sdks_spans(otel: Otel) -> None:
             )
     (create,) = otel.finished("anyfast.create")
     (watch,) = otel.finished("anyfast.watch")
+    assert dict(watch.attributes or {})["gen_ai.request.model"] == "happyhorse-1.0-t2v"
     posts = otel.finished("POST")
     gets = otel.finished("GET")
     assert len(posts) == 1
