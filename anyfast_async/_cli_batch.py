@@ -411,8 +411,11 @@ class Report:
     def _times(self) -> dict[str, float | None]:
         """The phase times and polls of the tasks that finished in this run."""
         stats = self.statistics
-        if stats is None:
-            return {}
+        if stats is None:  # nothing was watched in this run
+            stats = WatcherStatistics(
+                polls=0, errors=0, throttles=0, watching=0, succeeded=0, failed=0,
+                errored=0, timed_out=0, by_status={}, in_flight=0, rate_cap=None,
+            )  # fmt: skip
         return {
             "queue_time_p50": stats.queue_time_p50,
             "queue_time_p95": stats.queue_time_p95,
@@ -648,25 +651,27 @@ async def _watch(
         waiting = {handle.task_id for handle in handles} - seen
         if not waiting:
             all_ended.set()
-        if updates is None:
-            await all_ended.wait()
-        else:
-            async with updates, anyio.create_task_group() as group:
-
-                async def show(updates: UpdateStream) -> None:
-                    async for update in updates:
-                        if not update.is_terminal:
-                            try:
-                                report.update(update)
-                            except Exception as exc:
-                                failed.append(exc)
-                                all_ended.set()
-                                return
-
-                group.start_soon(show, updates)
+        try:
+            if updates is None:
                 await all_ended.wait()
-                group.cancel_scope.cancel()
-        report.statistics = watcher.statistics()
+            else:
+                async with updates, anyio.create_task_group() as group:
+
+                    async def show(updates: UpdateStream) -> None:
+                        async for update in updates:
+                            if not update.is_terminal:
+                                try:
+                                    report.update(update)
+                                except Exception as exc:
+                                    failed.append(exc)
+                                    all_ended.set()
+                                    return
+
+                    group.start_soon(show, updates)
+                    await all_ended.wait()
+                    group.cancel_scope.cancel()
+        finally:  # also when a signal stops the batch: its summary has what finished
+            report.statistics = watcher.statistics()
     if failed:
         raise failed[0]
 

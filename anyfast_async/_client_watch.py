@@ -236,8 +236,12 @@ class WatchCalls:
             close_when_idle=True,
             phases=phases,
         )
-        for task_id in task_ids:
-            scheduler.add(task_id)
+        try:
+            for task_id in task_ids:
+                scheduler.add(task_id)
+        except BaseException:  # a bad id: the tasks added before it are not watched either
+            scheduler.cancel_soon()
+            raise
         return UpdateStream(
             scheduler,
             buffer=max(64, concurrency),

@@ -264,7 +264,10 @@ class Engine:
     async def fetch_task_traced(self, path: str, *, sent: float) -> tuple[Task, str | None]:
         """:meth:`fetch_task` of a poll whose task has a span: the task, and the request id
         of the answer (the span's events carry it)."""
-        response = await self._transport.request("GET", path, timeout=self._request_timeout)
+        if logger.isEnabledFor(logging.DEBUG):
+            response = await self._send("GET", path)
+        else:
+            response = await self._transport.request("GET", path, timeout=self._request_timeout)
         if 200 <= response.status < 300 and not response.oversize:
             task = decode_task(
                 response.body, status_code=response.status, request_id=response.request_id

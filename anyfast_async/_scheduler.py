@@ -311,6 +311,7 @@ class Scheduler:
         self._task_polls = Tally()
         self._telemetry = engine.telemetry
         self._metrics = None if engine.telemetry is None else engine.telemetry.metrics
+        self._counts = None if self._metrics is None else self._metrics.counts()
 
     @property
     def phases(self) -> PhaseLimits | None:
@@ -353,8 +354,9 @@ class Scheduler:
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
         if self._telemetry is not None:
+            assert self._counts is not None
+            self._counts.active += 1
             entry.trace = self._telemetry.watching(task_id, model)
-            self._telemetry.metrics.active += 1
         if remote:
             entry.remote = True
             self._wait_remote(entry)
@@ -407,8 +409,8 @@ class Scheduler:
             entry = Entry(task_id, task_path(task_id), now, timeout)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
-            if self._metrics is not None:
-                self._metrics.active += 1
+            if self._counts is not None:
+                self._counts.active += 1
         # The phase deadlines of the process that polls, measured from its own polls.
         entry.clock = None if self._phases is None else PhaseClock(self._phases)
         entry.remote = False
@@ -429,8 +431,11 @@ class Scheduler:
         entry.done = entry.settled = True
         del self._entries[task_id]
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
-        if self._metrics is not None:
-            self._metrics.active -= 1
+        if self._counts is not None:
+            self._counts.active -= 1
+        if entry.trace is not None:  # its watch goes on elsewhere
+            entry.trace.end("closed", entry.task, None, entry.polls)
+            entry.trace = None
 
     async def settle(self, task_id: str, outcome: Task | AnyFastError) -> None:
         """The outcome of a task another process polled: its waiters and readers get it
@@ -512,7 +517,13 @@ class Scheduler:
             raise RuntimeError("this watcher is closed")
         self._engine.check_open()
         self._loop = asyncio.get_running_loop()
-        self._runner = self._loop.create_task(self._run(), name="anyfast-async scheduler")
+        loop = self._loop
+        if self._telemetry is None:
+            self._runner = loop.create_task(self._run(), name="anyfast-async scheduler")
+        else:  # its polls nest in their tasks' spans, not in whoever's span started it
+            self._runner = self._telemetry.outside_spans(
+                lambda: loop.create_task(self._run(), name="anyfast-async scheduler")
+            )
         self._engine.track(self)
 
     def cancel_soon(self) -> None:
@@ -565,15 +576,19 @@ class Scheduler:
         problem = self.problem  # what ended the watch, if it did not just close
         if self._entries and self.problem is None:
             self.problem = closed  # readers of the updates must not take this for an end
-        if self._metrics is not None:
-            self._metrics.active -= len(self._entries)
+        if self._counts is not None:
+            self._counts.active -= len(self._entries)
+        # Closed before the task ended, or ended by what ended the watch (a refused key).
+        label = "closed" if problem is None else outcome_of(problem)
         for entry in self._entries.values():
             entry.done = entry.settled = True
             entry.outcome = self.problem or closed
             if entry.waiters is not None:
                 entry.waiters.set()
-            if entry.trace is not None:  # the watch was closed before the task ended
-                entry.trace.end("closed", entry.task, problem, entry.polls)
+            if self._metrics is not None and problem is not None and not entry.remote:
+                self._metrics.ended(label, entry.task)
+            if entry.trace is not None:
+                entry.trace.end(label, entry.task, problem, entry.polls)
                 entry.trace = None
         self._entries.clear()
         self._heap.clear()
@@ -685,6 +700,8 @@ class Scheduler:
             self._in_flight += 1
             trace = entry.trace
             token = None if trace is None else trace.enter()  # the HTTP span nests in it
+            failure: AnyFastError | None = None
+            cut_off = False
             try:
                 if remaining > self._longest_poll:
                     if not pacer.try_acquire(now):
@@ -704,17 +721,20 @@ class Scheduler:
                         else:
                             task, trace.request_id = await fetch_traced(path, sent=now)
                         remaining = -1.0
-                    if remaining >= 0:
-                        self._in_flight -= 1
-                        await self._expire(entry)
-                        continue
+                    cut_off = remaining >= 0
             except AnyFastError as exc:
-                self._in_flight -= 1
-                await self._failed(entry, exc)
-                continue
-            finally:
+                failure = exc
+            finally:  # the span is current for the request only, not for what follows
                 if token is not None:
                     trace.leave(token)  # type: ignore[union-attr]
+            if failure is not None:
+                self._in_flight -= 1
+                await self._failed(entry, failure)
+                continue
+            if cut_off:
+                self._in_flight -= 1
+                await self._expire(entry)
+                continue
             self._in_flight -= 1
             entry.answered = now
             # The common case (a running task, seen again) is settled without a coroutine. A
@@ -733,8 +753,8 @@ class Scheduler:
         caller to finish with). A task still running is scheduled for its next poll."""
         self._polls += 1
         entry.polls += 1
-        if self._metrics is not None:
-            self._metrics.polls += 1
+        if self._counts is not None:
+            self._counts.polls += 1
         status = task.status
         progress = task.progress
         previous = entry.status
@@ -752,9 +772,11 @@ class Scheduler:
             changed = progress != entry.progress
         entry.progress = progress
         trace = entry.trace
-        if trace is not None and status is not previous:
-            was = None if previous is None else previous.value
-            trace.transition(task.raw_status, was, progress)
+        if trace is not None:  # a change of the status as sent (two unknown ones differ)
+            last = entry.task
+            was = None if last is None else last.raw_status
+            if task.raw_status != was:
+                trace.transition(task.raw_status, was, progress)
         clock = entry.clock
         if status is _SUCCESS:
             entry.task = task
@@ -783,8 +805,8 @@ class Scheduler:
         self._errors += 1
         if isinstance(exc, RateLimitError):
             self._throttles += 1
-        if self._metrics is not None:
-            self._metrics.failed_poll(exc)
+        if self._counts is not None:
+            self._counts.failed_poll(exc)
         if entry.done:  # ended while this poll was in flight: stale news
             return
         entry.polls += 1
@@ -856,11 +878,10 @@ class Scheduler:
             return
         entry.done = True
         entry.outcome = outcome
-        metrics = self._metrics
         if self._entries.get(entry.task_id) is entry:
             del self._entries[entry.task_id]
-            if metrics is not None:
-                metrics.active -= 1
+            if self._counts is not None:
+                self._counts.active -= 1
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
         label = outcome_of(outcome)
         self._outcomes[label] += 1
@@ -868,15 +889,16 @@ class Scheduler:
         record: Task | None = entry.task
         if isinstance(last, Task):  # SUCCESS or FAILURE: how long it queued and ran
             record = last
-            self._task_polls.add(entry.polls)
+            if here:  # (polled elsewhere: its polls are not this process's)
+                self._task_polls.add(entry.polls)
             queued = record.queue_time
             if queued is not None:
                 self._queue_times.add(queued)
             ran = record.run_time
             if ran is not None:
                 self._run_times.add(ran)
-        if metrics is not None:
-            metrics.ended(label, record)
+        if self._metrics is not None and here:  # (else the process that polled it does)
+            self._metrics.ended(label, record)
         trace = entry.trace
         if trace is not None:
             entry.trace = None

@@ -18,8 +18,10 @@ own (``error.type`` and ``gen_ai.request.model`` are the conventions' own).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Final
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
 from ._exceptions import (
     AnyFastError,
@@ -43,7 +45,17 @@ try:
 except ImportError:  # the `otel` extra is not installed
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "CreateTrace", "Metrics", "TaskTrace", "Telemetry", "telemetry_for"]
+__all__ = [
+    "AVAILABLE",
+    "Counts",
+    "CreateTrace",
+    "Metrics",
+    "TaskTrace",
+    "Telemetry",
+    "telemetry_for",
+]
+
+T = TypeVar("T")
 
 #: The instrumentation scope's name (the tracer's and the meter's).
 SCOPE: Final = "anyfast_async"
@@ -54,9 +66,13 @@ DURATION_BUCKETS: Final = (
     600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
 )  # fmt: skip
 
-#: Telemetry built for a pair of providers, kept for the life of the process: the API keeps
-#: every meter and instrument made from its global provider, so they are made once per pair.
-_BUILT: dict[tuple[int, int], tuple[Telemetry, object, object]] = {}
+#: The instruments made on each meter provider, once: a provider keeps every instrument made
+#: on it (the global one for the life of the process), and two sets of the same instruments
+#: would have the provider drop the second set's observations.
+_METRICS: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()
+_METRICS_KEPT: dict[int, tuple[Metrics, Any]] = {}  # providers that take no weak reference
+_GLOBAL: dict[str, Any] = {}  # the tracer and the metrics of the global providers
+_LOCK = threading.Lock()
 
 
 def telemetry_for(tracer_provider: Any = None, meter_provider: Any = None) -> Telemetry | None:
@@ -64,13 +80,35 @@ def telemetry_for(tracer_provider: Any = None, meter_provider: Any = None) -> Te
     ``None`` when OpenTelemetry is not installed."""
     if not AVAILABLE:
         return None
-    key = (id(tracer_provider), id(meter_provider))
-    built = _BUILT.get(key)
-    if built is None:
-        # The providers are kept with it, so that their ids cannot be reused by others.
-        telemetry = Telemetry(tracer_provider, meter_provider)
-        built = _BUILT[key] = (telemetry, tracer_provider, meter_provider)
-    return built[0]
+    with _LOCK:
+        if tracer_provider is None:
+            tracer = _GLOBAL.get("tracer")
+            if tracer is None:
+                tracer = _GLOBAL["tracer"] = otel_trace.get_tracer(SCOPE, __version__)
+        else:
+            tracer = otel_trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+        return Telemetry(tracer, _metrics_for(meter_provider))
+
+
+def _metrics_for(meter_provider: Any) -> Metrics:
+    if meter_provider is None:
+        metrics = _GLOBAL.get("metrics")
+        if metrics is None:
+            metrics = _GLOBAL["metrics"] = Metrics(otel_metrics.get_meter(SCOPE, __version__))
+        return metrics
+    try:
+        found = _METRICS.get(meter_provider)
+    except TypeError:  # no weak reference to it: kept (with it, so its id stays its own)
+        kept = _METRICS_KEPT.get(id(meter_provider))
+        found = None if kept is None else kept[0]
+    if found is not None:
+        return found
+    metrics = Metrics(otel_metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider))
+    try:
+        _METRICS[meter_provider] = metrics
+    except TypeError:
+        _METRICS_KEPT[id(meter_provider)] = (metrics, meter_provider)
+    return metrics
 
 
 def error_type(error: BaseException) -> str:
@@ -92,21 +130,37 @@ def outcome_of(outcome: Task | BaseException) -> str:
     return "errored"
 
 
-class Metrics:
-    """The SDK's instruments on one meter, and the counts its observable ones report.
+class Counts:
+    """What the schedulers of one thread count for the observable instruments: plain
+    integers (a poll costs an increment, not an instrument call), written by that thread only
+    and read by the metric reader when it collects."""
 
-    The counts are plain integers the schedulers add to (a poll costs an increment, not an
-    instrument call); the metric reader reads them when it collects. They are the totals of
-    every client sharing the meter provider.
-    """
+    __slots__ = ("active", "errors", "polls", "throttles")
 
-    __slots__ = ("_outcomes", "_queue", "_run", "active", "errors", "polls", "throttles")
-
-    def __init__(self, meter: Any) -> None:
+    def __init__(self) -> None:
         self.polls = 0
         self.throttles = 0
         self.active = 0
         self.errors: dict[str, int] = {}
+
+    def failed_poll(self, error: BaseException) -> None:
+        kind = error_type(error)
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if isinstance(error, RateLimitError):
+            self.throttles += 1
+
+
+class Metrics:
+    """The SDK's instruments on one meter provider, and the counts its observable ones
+    report: the totals of every client using that provider, in every thread (each thread
+    counts in a :class:`Counts` of its own, summed when the reader collects)."""
+
+    __slots__ = ("_all", "_local", "_lock", "_outcomes", "_queue", "_run")
+
+    def __init__(self, meter: Any) -> None:
+        self._local = threading.local()
+        self._all: list[Counts] = []
+        self._lock = threading.Lock()
         meter.create_observable_counter(
             "anyfast.polls",
             callbacks=[self._observe_polls],
@@ -149,11 +203,14 @@ class Metrics:
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
 
-    def failed_poll(self, error: BaseException) -> None:
-        kind = error_type(error)
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-        if isinstance(error, RateLimitError):
-            self.throttles += 1
+    def counts(self) -> Counts:
+        """The counts of the calling thread (a scheduler's, in its event loop's thread)."""
+        counts: Counts | None = getattr(self._local, "counts", None)
+        if counts is None:
+            counts = self._local.counts = Counts()
+            with self._lock:
+                self._all.append(counts)
+        return counts
 
     def ended(self, outcome: str, task: Task | None) -> None:
         """A watch ended (once per task, not per poll)."""
@@ -174,17 +231,25 @@ class Metrics:
 
     # The readers' callbacks (possibly on the reader's thread: they only read).
 
+    def _threads(self) -> list[Counts]:
+        with self._lock:
+            return list(self._all)
+
     def _observe_polls(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.polls)]
+        return [Observation(sum(c.polls for c in self._threads()))]
 
     def _observe_throttles(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.throttles)]
+        return [Observation(sum(c.throttles for c in self._threads()))]
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.active)]
+        return [Observation(sum(c.active for c in self._threads()))]
 
     def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {"error.type": k}) for k, n in self.errors.copy().items()]
+        errors: dict[str, int] = {}
+        for counts in self._threads():
+            for kind, n in counts.errors.copy().items():
+                errors[kind] = errors.get(kind, 0) + n
+        return [Observation(n, {"error.type": kind}) for kind, n in errors.items()]
 
 
 class Telemetry:
@@ -192,22 +257,34 @@ class Telemetry:
 
     __slots__ = ("metrics", "tracer")
 
-    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
-        self.tracer = otel_trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
-        meter = otel_metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
-        self.metrics = Metrics(meter)
+    def __init__(self, tracer: Any, metrics: Metrics) -> None:
+        self.tracer = tracer
+        self.metrics = metrics
 
     def watching(self, task_id: str, model: str = "") -> TaskTrace | None:
         """The span of a task being added to a watch (a child of the caller's current span),
-        or ``None`` if it would not be recorded. ``model``: the model it was created with,
-        when known."""
+        or ``None`` if no provider records. A span a sampler left out is kept: it is made
+        current for the task's polls, so that their HTTP spans follow its decision.
+        ``model``: the model it was created with, when known."""
         span = self.tracer.start_span("anyfast.watch")
         if not span.is_recording():
-            return None
+            if not span.get_span_context().is_valid:
+                return None  # no provider: nothing to follow
+            return TaskTrace(span)
         span.set_attribute("anyfast.task.id", task_id)
         if model:
             span.set_attribute("gen_ai.request.model", model)
         return TaskTrace(span)
+
+    @staticmethod
+    def outside_spans(start: Callable[[], T]) -> T:
+        """``start()`` (which starts a long-lived asyncio task) with no span current, so
+        that the task does not carry the span of whoever started it into work of its own."""
+        token = otel_context.attach(otel_context.Context())
+        try:
+            return start()
+        finally:
+            otel_context.detach(token)
 
     def creating(self, model: str) -> CreateTrace | None:
         """The span of a create call, made current (the HTTP client's spans nest in it), or

@@ -23,14 +23,23 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import NoOpTracerProvider, StatusCode
 
 from anyfast_async import (
     AnyFast,
+    AuthenticationError,
     BadRequestError,
     FailureKind,
     PollPolicy,
     TaskFailedError,
+    TaskNotFoundError,
     TaskStalledError,
 )
 from anyfast_async._telemetry import telemetry_for
@@ -349,16 +358,18 @@ def test_with_no_provider_configured_no_span_is_kept() -> None:
     assert not isinstance(trace.get_tracer_provider(), TracerProvider)
     assert telemetry.watching("t1") is None
     assert telemetry.creating("happyhorse-1.0-t2v") is None
-    assert telemetry_for() is telemetry  # made once: the API keeps every meter it hands out
+    # The instruments are made once: the API keeps every meter and instrument it hands out.
+    assert telemetry_for().metrics is telemetry.metrics
 
 
-def test_a_provider_that_samples_nothing_keeps_no_span() -> None:
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-
+def test_a_span_a_sampler_leaves_out_is_kept_for_its_polls_to_follow() -> None:
     provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
     telemetry = telemetry_for(provider)
     assert telemetry is not None
-    assert telemetry.watching("t1") is None
+    kept = telemetry.watching("t1")
+    assert kept is not None
+    assert not kept.span.is_recording()
+    assert not kept.span.get_span_context().trace_flags.sampled
 
 
 def test_without_opentelemetry_installed_the_client_works(tmp_path: Any) -> None:
@@ -406,3 +417,161 @@ def test_without_opentelemetry_installed_the_client_works(tmp_path: Any) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False", "SUCCESS", "True"]
+
+
+async def test_each_status_as_sent_is_a_change_with_the_one_before_it(otel: Otel) -> None:
+    """Two statuses the SDK does not know are both UNKNOWN, but each is an event of its own,
+    and the previous status is the one sent too."""
+    odd = [
+        Stage(status="QUEUED", progress="20%", seconds=5),
+        Stage(status="RUNNING", progress="30%", seconds=5),
+        Stage(status="PROCESSING", progress="40%", seconds=5),
+        Stage(status="SUCCESS", progress="100%", result_url=VIDEO),
+    ]
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=odd)
+        async with otel.client(server) as client:
+            await client.wait("t1", poll=EVERY_5)
+    (span,) = otel.finished("anyfast.watch")
+    changes = events(span, "anyfast.task.status_change")
+    assert [(e.get("anyfast.task.previous_status"), e["anyfast.task.status"]) for e in changes] == [
+        (None, "QUEUED"),
+        ("QUEUED", "RUNNING"),
+        ("RUNNING", "PROCESSING"),
+        ("PROCESSING", "SUCCESS"),
+    ]
+
+
+async def test_a_bad_id_in_wait_many_leaves_no_span_open_and_nothing_active(otel: Otel) -> None:
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=stages(queued=5, running=5))
+        async with otel.client(server) as client:
+            with pytest.raises(ValueError, match="task_id"):
+                await client.wait_many(["t1", ""])
+            assert otel.value("anyfast.task.active").value == 0
+    (span,) = otel.finished("anyfast.watch")
+    assert dict(span.attributes or {})["anyfast.task.outcome"] == "closed"
+
+
+async def test_a_refused_key_ends_a_wait_as_an_error(otel: Otel) -> None:
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=stages(queued=5, running=5))
+        server.set_key_state("quota_exhausted")
+        async with otel.client(server) as client:
+            with pytest.raises(AuthenticationError):
+                await client.wait("t1", poll=EVERY_5)
+    (span,) = otel.finished("anyfast.watch")
+    attributes = dict(span.attributes or {})
+    assert attributes["anyfast.task.outcome"] == "errored"
+    assert attributes["error.type"] == "anyfast_async.AuthenticationError"
+    assert span.status.status_code is StatusCode.ERROR
+    assert otel.value("anyfast.task.outcomes", **{"anyfast.task.outcome": "errored"}).value == 1
+    assert otel.value("anyfast.task.active").value == 0
+    assert server.api_key not in str([e.attributes for e in span.events])
+
+
+async def test_on_terminal_runs_outside_the_span_of_the_task_that_ended(otel: Otel) -> None:
+    """Whether a task ends with an answer or with an error of its poll, its outcome is
+    handled with no span of the SDK's current (its span has ended by then)."""
+    current: dict[str, int] = {}
+
+    def on_terminal(update: Any) -> None:
+        current[update.task_id] = trace.get_current_span().get_span_context().span_id
+
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("ok", stages=stages(queued=5, running=5))
+        server.add_task("gone", stages=stages(queued=50, running=5))
+        server.inject(Fault.task_not_exist(), times=50, task_id="gone")
+        async with (
+            otel.client(server) as client,
+            client.watcher(poll=EVERY_5, on_terminal=on_terminal) as watcher,
+        ):
+            handles = watcher.add_many(["ok", "gone"])
+            await handles[0].wait()
+            with pytest.raises(TaskNotFoundError):
+                await handles[1].wait()
+    assert current == {"ok": 0, "gone": 0}
+    assert len(otel.finished("anyfast.watch")) == 2
+
+
+async def test_polls_follow_the_samplers_decision_for_their_task(otel: Otel) -> None:
+    """A sampler leaves the watch span out but would keep a root GET span: the GETs are
+    children of the (unsampled) watch span, so they are left out too."""
+    sampler = ParentBased(root=DropWatches())
+    tracer_provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(otel.spans))
+    config = create_trace_config(tracer_provider=tracer_provider)
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=stages(queued=5, running=5))
+        async with (
+            aiohttp.ClientSession(trace_configs=[config]) as session,
+            AnyFast(
+                server.api_key,
+                base_url=server.base_url,
+                session=session,
+                tracer_provider=tracer_provider,
+            ) as client,
+        ):
+            await client.wait("t1", poll=EVERY_5)
+            await session.get(server.base_url + "/v1/video/generations/t1")  # a root: kept
+    names = [span.name for span in otel.spans.get_finished_spans()]
+    assert names == ["GET"]
+
+
+async def test_polls_without_a_span_do_not_nest_in_whoever_started_the_watcher(
+    otel: Otel,
+) -> None:
+    """The client's tracer records nothing, the HTTP instrumentation does: each poll's GET
+    is a root, not a child of the span that was current when the watcher started."""
+    config = create_trace_config(tracer_provider=otel.tracer_provider)
+    startup = otel.tracer_provider.get_tracer("app")
+    async with FakeAnyFast(advance="time") as server:
+        server.add_task("t1", stages=stages(queued=5, running=5))
+        async with (
+            aiohttp.ClientSession(trace_configs=[config]) as session,
+            AnyFast(
+                server.api_key,
+                base_url=server.base_url,
+                session=session,
+                tracer_provider=NoOpTracerProvider(),
+            ) as client,
+        ):
+            with startup.start_as_current_span("startup"):
+                watcher = client.watcher(poll=EVERY_5)
+                await watcher.__aenter__()
+            try:
+                await watcher.add("t1").wait()
+            finally:
+                await watcher.aclose()
+    gets = otel.finished("GET")
+    assert gets
+    assert all(get.parent is None for get in gets)
+
+
+async def test_clients_sharing_a_meter_provider_add_up(otel: Otel) -> None:
+    async with FakeAnyFast(advance="time") as server:
+        server.add_tasks(2, stages=stages(queued=5, running=5))
+        first, second = list(server.tasks)
+        async with (
+            otel.client(server) as one,
+            AnyFast(
+                server.api_key, base_url=server.base_url, meter_provider=otel.meter_provider
+            ) as other,
+        ):
+            await one.wait(first, poll=EVERY_5)
+            await other.wait(second, poll=EVERY_5)
+    polls = sum(1 for r in server.requests if r.method == "GET")
+    assert otel.value("anyfast.polls").value == polls
+    assert otel.value("anyfast.task.outcomes", **{"anyfast.task.outcome": "succeeded"}).value == 2
+
+
+class DropWatches(Sampler):
+    """Keeps every span but the SDK's watch spans."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        name = kwargs.get("name", args[2] if len(args) > 2 else "")
+        keep = name != "anyfast.watch"
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP)
+
+    def get_description(self) -> str:
+        return "DropWatches"
