@@ -4,9 +4,10 @@ The cheap server of ``bench_watch.py`` in its own process answers the gateway's 
 records; this process, on one core, takes turns between the floor (``bare_aiohttp``) and
 ``wait_many`` over fresh tasks (five polls each, the fifth a SUCCESS), round after round, and
 reports the median of the rounds' ratios (the watch's CPU per poll over the floor's of the
-same round), for three set-ups:
+same round), for three set-ups, each measured in processes of its own (twice, in the order
+``ORDER``):
 
-- ``not installed``: a child process in which ``import opentelemetry`` fails;
+- ``not installed``: ``import opentelemetry`` fails;
 - ``no provider``: the API installed, nothing configured (the global proxies);
 - ``SDK provider``: a ``TracerProvider`` with a batch span processor (to an exporter that
   drops what it gets) and a ``MeterProvider`` with an in-memory reader, given to the client.
@@ -90,44 +91,59 @@ def ratios(
     return found
 
 
+SETUPS = {
+    "hidden": "not installed",
+    "api": "no provider",
+    "sdk": "SDK provider",
+}
+#: The order the set-ups' processes run in: each twice, mirrored, so that a machine that
+#: slows down or speeds up over the run weighs on them alike.
+ORDER = ("hidden", "api", "sdk", "sdk", "api", "hidden")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 rounds instead of 11")
+    parser.add_argument("--quick", action="store_true", help="2 rounds per process")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds per process")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--polls", type=int, default=5_000, help="polls per burst")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--setup", choices=list(SETUPS), help=argparse.SUPPRESS)
     parser.add_argument("--hide-otel", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rounds = 5 if args.quick else 11
-    if args.hide_otel:  # the child: only the set-up without OpenTelemetry
-        assert not telemetry.AVAILABLE
+    rounds = 2 if args.quick else args.rounds
+    if args.setup is not None:  # a child: one set-up, in a process of its own
+        assert telemetry.AVAILABLE is (args.setup != "hidden")
+        options = sdk_options() if args.setup == "sdk" else {}
         with bench.cheap_server() as base:
             bench._pin(0)
-            found = ratios(base, {}, rounds, args.concurrency, args.polls, args.loop)
+            found = ratios(base, options, rounds, args.concurrency, args.polls, args.loop)
         print(json.dumps(found))
         return
-    assert telemetry.AVAILABLE, "install the otel extra and opentelemetry-sdk"
-    child = [sys.executable, __file__, "--hide-otel", "--concurrency", str(args.concurrency)]
-    child += ["--polls", str(args.polls), "--loop", args.loop] + (["--quick"] if args.quick else [])
-    done = subprocess.run(child, capture_output=True, check=True)  # noqa: S603 (this script)
-    hidden = json.loads(done.stdout)
-    results: dict[str, Any] = {"not installed": hidden}
-    with bench.cheap_server() as base:
-        bench._pin(0)
-        results["no provider"] = ratios(base, {}, rounds, args.concurrency, args.polls, args.loop)
-        results["SDK provider"] = ratios(
-            base, sdk_options(), rounds, args.concurrency, args.polls, args.loop
-        )
+    results: dict[str, list[float]] = {name: [] for name in SETUPS.values()}
+    for setup in ORDER:
+        child = [sys.executable, __file__, "--setup", setup]
+        child += ["--concurrency", str(args.concurrency), "--polls", str(args.polls)]
+        child += ["--loop", args.loop, "--rounds", str(rounds)]
+        if setup == "hidden":
+            child.append("--hide-otel")
+        done = subprocess.run(child, capture_output=True, check=True)  # noqa: S603 (this script)
+        results[SETUPS[setup]] += json.loads(done.stdout)
     summary = {
         "loop": args.loop,
         "concurrency": args.concurrency,
-        "rounds": rounds,
+        "rounds": len(results["no provider"]),
         "median_ratio_to_floor": {k: statistics.median(v) for k, v in results.items()},
+        "quartiles": {k: statistics.quantiles(v, n=4) for k, v in results.items()},
         "ratios": results,
     }
     for name, ratio in summary["median_ratio_to_floor"].items():
-        print(f"{name:14s} wait_many / bare aiohttp, median of {rounds} rounds: {ratio:.3f}x")
+        low, _, high = summary["quartiles"][name]
+        print(
+            f"{name:14s} wait_many / bare aiohttp, median of {summary['rounds']} rounds: "
+            f"{ratio:.3f}x (quartiles {low:.3f} to {high:.3f})"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
