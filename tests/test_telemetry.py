@@ -107,6 +107,16 @@ def otel() -> Iterator[Otel]:
     otel.meter_provider.shutdown()
 
 
+def on_session(
+    server: FakeAnyFast, session: aiohttp.ClientSession, tracer_provider: Any
+) -> AnyFast:
+    """A client on ``session`` (whose trace config makes the HTTP spans), with its own
+    tracer provider."""
+    return AnyFast(
+        server.api_key, base_url=server.base_url, session=session, tracer_provider=tracer_provider
+    )
+
+
 def events(span: ReadableSpan, name: str) -> list[dict[str, Any]]:
     return [dict(e.attributes or {}) for e in span.events if e.name == name]
 
@@ -505,12 +515,7 @@ async def test_polls_follow_the_samplers_decision_for_their_task(otel: Otel) -> 
         server.add_task("t1", stages=stages(queued=5, running=5))
         async with (
             aiohttp.ClientSession(trace_configs=[config]) as session,
-            AnyFast(
-                server.api_key,
-                base_url=server.base_url,
-                session=session,
-                tracer_provider=tracer_provider,
-            ) as client,
+            on_session(server, session, tracer_provider) as client,
         ):
             await client.wait("t1", poll=EVERY_5)
             await session.get(server.base_url + "/v1/video/generations/t1")  # a root: kept
@@ -529,12 +534,7 @@ async def test_polls_without_a_span_do_not_nest_in_whoever_started_the_watcher(
         server.add_task("t1", stages=stages(queued=5, running=5))
         async with (
             aiohttp.ClientSession(trace_configs=[config]) as session,
-            AnyFast(
-                server.api_key,
-                base_url=server.base_url,
-                session=session,
-                tracer_provider=NoOpTracerProvider(),
-            ) as client,
+            on_session(server, session, NoOpTracerProvider()) as client,
         ):
             with startup.start_as_current_span("startup"):
                 watcher = client.watcher(poll=EVERY_5)
