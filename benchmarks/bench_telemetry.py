@@ -29,6 +29,8 @@ if "--hide-otel" in sys.argv:  # before anything imports it
     sys.meta_path.insert(0, _Hide())  # type: ignore[arg-type]
 
 import argparse
+import asyncio
+import gc
 import json
 import statistics
 import subprocess
@@ -58,6 +60,27 @@ async def watch_many(
         spent, wall = bench.cpu() - c0, time.perf_counter() - w0
         assert len(results) == len(ids)
         return len(ids) * 5, spent, wall
+
+
+async def watched_memory(base: str, count: int, options: dict[str, Any]) -> float:
+    """Bytes of resident memory per running task in one watcher after its first round of
+    polls, the caller holding every handle (``bench_watch.watched_memory``, with client
+    options)."""
+    policy = PollPolicy(interval=3600, waiting_interval=3600, max_waiting_interval=3600)
+    async with AnyFast(
+        bench.KEY, base_url=base, limits=Limits(max_connections=64), **options
+    ) as client:
+        await asyncio.gather(*(client.get_task(f"warm_{i}") for i in range(64)))
+        async with client.watcher(concurrency=64, timeout=None, poll=policy) as watcher:
+            gc.collect()
+            rss0 = bench.rss_bytes()
+            handles = watcher.add_many(f"hold_{i:036d}" for i in range(count))
+            while watcher.statistics().polls < count:
+                await asyncio.sleep(0.05)
+            gc.collect()
+            grown = bench.rss_bytes() - rss0
+            assert len(handles) == count
+            return grown / count
 
 
 def sdk_options() -> dict[str, Any]:
@@ -110,12 +133,20 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=5_000, help="polls per burst")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--setup", choices=list(SETUPS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory", type=int, default=20_000, help="running tasks for the memory figure"
+    )
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hide-otel", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds
     if args.setup is not None:  # a child: one set-up, in a process of its own
         assert telemetry.AVAILABLE is (args.setup != "hidden")
         options = sdk_options() if args.setup == "sdk" else {}
+        if args.memory_only:
+            with bench.cheap_server() as base:
+                print(json.dumps(asyncio.run(watched_memory(base, args.memory, options))))
+            return
         with bench.cheap_server() as base:
             bench._pin(0)
             found = ratios(base, options, rounds, args.concurrency, args.polls, args.loop)
@@ -130,7 +161,15 @@ def main() -> None:
             child.append("--hide-otel")
         done = subprocess.run(child, capture_output=True, check=True)  # noqa: S603 (this script)
         results[SETUPS[setup]] += json.loads(done.stdout)
+    memory = {}
+    for setup in ("api", "sdk"):
+        child = [sys.executable, __file__, "--setup", setup, "--memory-only"]
+        child += ["--memory", str(args.memory)]
+        done = subprocess.run(child, capture_output=True, check=True)  # noqa: S603 (this script)
+        memory[SETUPS[setup]] = json.loads(done.stdout)
     summary = {
+        "memory_tasks": args.memory,
+        "bytes_per_running_task": memory,
         "loop": args.loop,
         "concurrency": args.concurrency,
         "rounds": len(results["no provider"]),
@@ -144,6 +183,8 @@ def main() -> None:
             f"{name:14s} wait_many / bare aiohttp, median of {summary['rounds']} rounds: "
             f"{ratio:.3f}x (quartiles {low:.3f} to {high:.3f})"
         )
+    for name, per_task in memory.items():
+        print(f"{name:14s} {per_task:,.0f} B per running task ({args.memory:,} tasks)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
