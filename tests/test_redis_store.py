@@ -4,6 +4,7 @@ stores as by several processes, and what survives a restart of Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -27,6 +28,8 @@ from anyfast_async import (
     WaitTimeoutError,
 )
 from anyfast_async.testing import FakeAnyFast, Fault, Stage
+
+from .test_telemetry import Otel
 
 pytestmark = pytest.mark.anyio
 
@@ -438,3 +441,42 @@ async def test_the_adding_process_reads_the_outcomes_as_updates(
                         break
     assert all(u.is_terminal and u.succeeded for u in seen.values())
     assert {u.task.result_url for u in seen.values() if u.task} == {URL}
+
+
+async def test_a_fleet_traces_each_task_where_it_was_added_and_counts_it_where_polled(
+    redis_server: RedisServer, server: FakeAnyFast
+) -> None:
+    """The adding process has the span of each task it waits for, ended with the outcome
+    the poller found; the outcome is counted once, by the process that polled the task."""
+    server.add_task("ok1", stages=[Stage(status="QUEUED"), Stage(status="SUCCESS")])
+    server.add_task("ok2", stages=[Stage(status="QUEUED"), Stage(status="SUCCESS")])
+    server.add_task("bad", stages=[Stage(status="FAILURE", fail_reason="moderation")])
+    adding, polling = Otel(), Otel()
+    async with (
+        adding.client(server, store=RedisStore(redis_server.url, poll=False)) as adder,
+        polling.client(server, store=RedisStore(redis_server.url)) as poller,
+        adder.watcher(poll_interval=0.01) as waiting,
+        poller.watcher(poll_interval=0.01),
+    ):
+        handles = waiting.add_many(["ok1", "ok2", "bad"])
+        with anyio.fail_after(30):
+            for handle in handles:
+                with contextlib.suppress(TaskFailedError):
+                    await handle.wait()
+        assert adding.value("anyfast.task.active").value == 0
+    spans = {
+        dict(s.attributes or {})["anyfast.task.id"]: s for s in adding.finished("anyfast.watch")
+    }
+    assert set(spans) == {"ok1", "ok2", "bad"}
+    outcomes = {k: dict(s.attributes or {})["anyfast.task.outcome"] for k, s in spans.items()}
+    assert outcomes == {"ok1": "succeeded", "ok2": "succeeded", "bad": "failed"}
+    assert {dict(s.attributes or {})["anyfast.task.polls"] for s in spans.values()} == {0}
+    assert polling.finished("anyfast.watch") == []  # it polled for others: no span of its own
+    assert "anyfast.task.outcomes" not in adding.metrics()
+    ended = {"anyfast.task.outcome": "succeeded"}
+    assert polling.value("anyfast.task.outcomes", **ended).value == 2
+    polls = sum(1 for r in server.requests if r.method == "GET")
+    assert polling.value("anyfast.polls").value == polls
+    for otel in (adding, polling):
+        otel.tracer_provider.shutdown()
+        otel.meter_provider.shutdown()
