@@ -38,9 +38,9 @@ from . import (
     TaskUpdate,
     TextToVideo,
     UpdateStream,
-    WaitTimeoutError,
     WatcherStatistics,
 )
+from ._updates import outcome_of
 
 __all__ = [
     "EXIT_API",
@@ -225,13 +225,10 @@ def phase_limits(args: argparse.Namespace) -> PhaseLimitArgs:
 
 
 def kind_of(outcome: Task | AnyFastError) -> str:
-    if isinstance(outcome, Task):
-        return "succeeded"
-    if isinstance(outcome, TaskFailedError):
-        return "failed"
-    if isinstance(outcome, WaitTimeoutError):
-        return "timed_out"
-    return "error"
+    """:func:`outcome_of`, in the words of the command's output (``error``, not
+    ``errored``)."""
+    kind = outcome_of(outcome)
+    return "error" if kind == "errored" else kind
 
 
 def exit_code_of(kinds: Counter[str]) -> int:

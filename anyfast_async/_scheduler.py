@@ -54,8 +54,8 @@ from ._phases import PhaseClock, PhaseLimits
 from ._redis import RedisStore
 from ._requests import TASKS_PATH, task_path
 from ._retry import is_retryable, retry_delay
-from ._telemetry import TaskTrace, outcome_of
-from ._updates import Tally, TaskUpdate, WatcherStatistics
+from ._telemetry import TaskTrace
+from ._updates import Tally, TaskUpdate, WatcherStatistics, outcome_of
 
 __all__ = ["Entry", "Scheduler", "summary"]
 

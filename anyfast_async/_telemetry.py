@@ -26,9 +26,7 @@ from typing import Any, Final, TypeVar
 from ._exceptions import (
     AnyFastError,
     RateLimitError,
-    TaskFailedError,
     TaskStalledError,
-    WaitTimeoutError,
 )
 from ._failures import UpstreamError
 from ._models import Task
@@ -117,17 +115,6 @@ def error_type(error: BaseException) -> str:
     cls = type(error)
     module = "anyfast_async" if isinstance(error, AnyFastError) else cls.__module__
     return f"{module}.{cls.__qualname__}"
-
-
-def outcome_of(outcome: Task | BaseException) -> str:
-    """How a watch ended: ``succeeded``, ``failed``, ``timed_out`` or ``errored``."""
-    if isinstance(outcome, Task):
-        return "succeeded"
-    if isinstance(outcome, TaskFailedError):
-        return "failed"
-    if isinstance(outcome, WaitTimeoutError):
-        return "timed_out"
-    return "errored"
 
 
 class Counts:

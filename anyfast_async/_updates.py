@@ -12,11 +12,23 @@ from typing import Any
 
 import msgspec
 
-from ._exceptions import AnyFastError, TaskFailedError, TaskStalledError
+from ._exceptions import AnyFastError, TaskFailedError, TaskStalledError, WaitTimeoutError
 from ._failures import FailureKind
 from ._models import Task, TaskStatus
 
-__all__ = ["Outcomes", "Tally", "TaskUpdate", "WatcherStatistics"]
+__all__ = ["Outcomes", "Tally", "TaskUpdate", "WatcherStatistics", "outcome_of"]
+
+
+def outcome_of(outcome: Task | BaseException) -> str:
+    """How a watch ended: ``succeeded``, ``failed``, ``timed_out`` (a deadline, or a phase
+    deadline) or ``errored``."""
+    if isinstance(outcome, Task):
+        return "succeeded"
+    if isinstance(outcome, TaskFailedError):
+        return "failed"
+    if isinstance(outcome, WaitTimeoutError):
+        return "timed_out"
+    return "errored"
 
 
 class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
