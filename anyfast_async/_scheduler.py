@@ -310,8 +310,10 @@ class Scheduler:
         self._run_times = Tally()
         self._task_polls = Tally()
         self._telemetry = engine.telemetry
-        self._metrics = None if engine.telemetry is None else engine.telemetry.metrics
-        self._counts = None if self._metrics is None else self._metrics.counts()
+        self._counts = None
+        if engine.telemetry is not None:
+            self._counts = engine.telemetry.metrics.counts()
+            engine.telemetry.metrics.watching(self)  # its tasks are being watched
 
     @property
     def phases(self) -> PhaseLimits | None:
@@ -354,8 +356,6 @@ class Scheduler:
         self._entries[task_id] = entry
         self._by_status[_UNSEEN] += 1
         if self._telemetry is not None:
-            assert self._counts is not None
-            self._counts.active += 1
             entry.trace = self._telemetry.watching(task_id, model)
         if remote:
             entry.remote = True
@@ -409,8 +409,6 @@ class Scheduler:
             entry = Entry(task_id, task_path(task_id), now, timeout)
             self._entries[task_id] = entry
             self._by_status[_UNSEEN] += 1
-            if self._counts is not None:
-                self._counts.active += 1
         # The phase deadlines of the process that polls, measured from its own polls.
         entry.clock = None if self._phases is None else PhaseClock(self._phases)
         entry.remote = False
@@ -431,8 +429,6 @@ class Scheduler:
         entry.done = entry.settled = True
         del self._entries[task_id]
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
-        if self._counts is not None:
-            self._counts.active -= 1
         if entry.trace is not None:  # its watch goes on elsewhere
             entry.trace.end("closed", entry.task, None, entry.polls)
             entry.trace = None
@@ -576,8 +572,6 @@ class Scheduler:
         problem = self.problem  # what ended the watch, if it did not just close
         if self._entries and self.problem is None:
             self.problem = closed  # readers of the updates must not take this for an end
-        if self._counts is not None:
-            self._counts.active -= len(self._entries)
         # Closed before the task ended, or ended by what ended the watch (a refused key).
         label = "closed" if problem is None else outcome_of(problem)
         for entry in self._entries.values():
@@ -585,8 +579,8 @@ class Scheduler:
             entry.outcome = self.problem or closed
             if entry.waiters is not None:
                 entry.waiters.set()
-            if self._metrics is not None and problem is not None and not entry.remote:
-                self._metrics.ended(label, entry.task)
+            if self._telemetry is not None and problem is not None and not entry.remote:
+                self._telemetry.metrics.ended(label, entry.task)
             if entry.trace is not None:
                 entry.trace.end(label, entry.task, problem, entry.polls)
                 entry.trace = None
@@ -880,8 +874,6 @@ class Scheduler:
         entry.outcome = outcome
         if self._entries.get(entry.task_id) is entry:
             del self._entries[entry.task_id]
-            if self._counts is not None:
-                self._counts.active -= 1
         self._by_status[_UNSEEN if entry.status is None else entry.status.value] -= 1
         label = outcome_of(outcome)
         self._outcomes[label] += 1
@@ -897,8 +889,8 @@ class Scheduler:
             ran = record.run_time
             if ran is not None:
                 self._run_times.add(ran)
-        if self._metrics is not None and here:  # (else the process that polled it does)
-            self._metrics.ended(label, record)
+        if self._telemetry is not None and here:  # (else the process that polled it does)
+            self._telemetry.metrics.ended(label, record)
         trace = entry.trace
         if trace is not None:
             entry.trace = None

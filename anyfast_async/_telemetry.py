@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from typing import Any, Final, TypeVar
 
 from ._exceptions import (
@@ -117,36 +117,38 @@ def error_type(error: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+#: ``error.type`` of a poll answered with HTTP 429 (``anyfast.poll.throttles`` counts them).
+_THROTTLED: Final = "anyfast_async.RateLimitError"
+
+
 class Counts:
     """What the schedulers of one thread count for the observable instruments: plain
     integers (a poll costs an increment, not an instrument call), written by that thread only
     and read by the metric reader when it collects."""
 
-    __slots__ = ("active", "errors", "polls", "throttles")
+    __slots__ = ("errors", "polls")
 
     def __init__(self) -> None:
         self.polls = 0
-        self.throttles = 0
-        self.active = 0
         self.errors: dict[str, int] = {}
 
     def failed_poll(self, error: BaseException) -> None:
         kind = error_type(error)
         self.errors[kind] = self.errors.get(kind, 0) + 1
-        if isinstance(error, RateLimitError):
-            self.throttles += 1
 
 
 class Metrics:
     """The SDK's instruments on one meter provider, and the counts its observable ones
     report: the totals of every client using that provider, in every thread (each thread
-    counts in a :class:`Counts` of its own, summed when the reader collects)."""
+    counts in a :class:`Counts` of its own, summed when the reader collects). The tasks being
+    watched are those of the schedulers it was told of (:meth:`watching`)."""
 
-    __slots__ = ("_all", "_local", "_lock", "_outcomes", "_queue", "_run")
+    __slots__ = ("_all", "_local", "_lock", "_outcomes", "_queue", "_run", "_watchers")
 
     def __init__(self, meter: Any) -> None:
         self._local = threading.local()
         self._all: list[Counts] = []
+        self._watchers: weakref.WeakSet[Sized] = weakref.WeakSet()
         self._lock = threading.Lock()
         meter.create_observable_counter(
             "anyfast.polls",
@@ -199,6 +201,12 @@ class Metrics:
                 self._all.append(counts)
         return counts
 
+    def watching(self, watcher: Sized) -> None:
+        """Count the tasks of ``watcher`` (a scheduler: its length) as being watched, for as
+        long as it lives."""
+        with self._lock:
+            self._watchers.add(watcher)
+
     def ended(self, outcome: str, task: Task | None) -> None:
         """A watch ended (once per task, not per poll)."""
         attributes: dict[str, str] = {"anyfast.task.outcome": outcome}
@@ -225,18 +233,23 @@ class Metrics:
     def _observe_polls(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(sum(c.polls for c in self._threads()))]
 
-    def _observe_throttles(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(sum(c.throttles for c in self._threads()))]
-
-    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(sum(c.active for c in self._threads()))]
-
-    def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+    def _errors(self) -> dict[str, int]:
         errors: dict[str, int] = {}
         for counts in self._threads():
             for kind, n in counts.errors.copy().items():
                 errors[kind] = errors.get(kind, 0) + n
-        return [Observation(n, {"error.type": kind}) for kind, n in errors.items()]
+        return errors
+
+    def _observe_throttles(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self._errors().get(_THROTTLED, 0))]
+
+    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            watchers = list(self._watchers)
+        return [Observation(sum(len(watcher) for watcher in watchers))]
+
+    def _observe_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {"error.type": kind}) for kind, n in self._errors().items()]
 
 
 class Telemetry:
