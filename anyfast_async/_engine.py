@@ -41,7 +41,7 @@ from ._models import CreatedTask, Task
 from ._requests import TASKS_PATH
 from ._retry import Sleep, is_create_retryable, is_retryable, retrying
 from ._store import TaskStore, describe_error
-from ._telemetry import Telemetry
+from ._telemetry import TaskTrace, Telemetry
 from ._transport import Response, Stream, Transport
 
 __all__ = ["Engine"]
@@ -254,29 +254,23 @@ class Engine:
             return decode_task(
                 response.body, status_code=response.status, request_id=response.request_id
             )
+        return self._task_of(response, polled=polled, sent=sent)
+
+    async def fetch_traced(self, path: str, trace: TaskTrace, *, sent: float) -> Task:
+        """:meth:`fetch_task` of a poll whose task has a span: the answer's request id goes
+        to ``trace`` (its events carry it)."""
+        response = await self._send("GET", path)
+        trace.request_id = response.request_id
+        return self._task_of(response, polled=True, sent=sent)
+
+    def _task_of(self, response: Response, *, polled: bool, sent: float) -> Task:
+        """A task-query answer as the task, or the error it stands for; a poll's 429 is
+        reported to the budget."""
         try:
             return self._result(response, decode_task)
         except RateLimitError as exc:  # the query route is throttled: every poll slows down
             if polled:
                 self.budget.throttled(exc.retry_after, sent_at=sent)
-            raise
-
-    async def fetch_task_traced(self, path: str, *, sent: float) -> tuple[Task, str | None]:
-        """:meth:`fetch_task` of a poll whose task has a span: the task, and the request id
-        of the answer (the span's events carry it)."""
-        if logger.isEnabledFor(logging.DEBUG):
-            response = await self._send("GET", path)
-        else:
-            response = await self._transport.request("GET", path, timeout=self._request_timeout)
-        if 200 <= response.status < 300 and not response.oversize:
-            task = decode_task(
-                response.body, status_code=response.status, request_id=response.request_id
-            )
-            return task, response.request_id
-        try:
-            return self._result(response, decode_task), response.request_id
-        except RateLimitError as exc:
-            self.budget.throttled(exc.retry_after, sent_at=sent)
             raise
 
     async def get_task(self, path: str) -> Task:

@@ -514,12 +514,13 @@ class Scheduler:
         self._engine.check_open()
         self._loop = asyncio.get_running_loop()
         loop = self._loop
-        if self._telemetry is None:
-            self._runner = loop.create_task(self._run(), name="anyfast-async scheduler")
-        else:  # its polls nest in their tasks' spans, not in whoever's span started it
-            self._runner = self._telemetry.outside_spans(
-                lambda: loop.create_task(self._run(), name="anyfast-async scheduler")
-            )
+
+        def run() -> asyncio.Task[None]:
+            return loop.create_task(self._run(), name="anyfast-async scheduler")
+
+        # With telemetry, its polls nest in their tasks' spans, not in the starter's.
+        tel = self._telemetry
+        self._runner = run() if tel is None else tel.outside_spans(run)
         self._engine.track(self)
 
     def cancel_soon(self) -> None:
@@ -641,7 +642,7 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         fetch = self._engine.fetch_task
-        fetch_traced = self._engine.fetch_task_traced
+        fetch_traced = self._engine.fetch_traced
         pacer = self._engine.budget
         heap = self._heap
         idle = self._idle
@@ -704,7 +705,7 @@ class Scheduler:
                     if trace is None:
                         task = await fetch(path, sent=now)
                     else:
-                        task, trace.request_id = await fetch_traced(path, sent=now)
+                        task = await fetch_traced(path, trace, sent=now)
                 else:  # this poll could outlast the deadline: cut it off there
                     with anyio.move_on_after(remaining):
                         if not pacer.try_acquire(now):
@@ -713,7 +714,7 @@ class Scheduler:
                         if trace is None:
                             task = await fetch(path, sent=now)
                         else:
-                            task, trace.request_id = await fetch_traced(path, sent=now)
+                            task = await fetch_traced(path, trace, sent=now)
                         remaining = -1.0
                     cut_off = remaining >= 0
             except AnyFastError as exc:
