@@ -247,6 +247,16 @@ def _kind_of_record(record: TaskRecord) -> str:
     return "succeeded" if record.status == "SUCCESS" and record.error is None else "failed"
 
 
+#: The statistics the summary carries: phase times and polls per task.
+_TIMES: Final = (
+    "queue_time_p50",
+    "queue_time_p95",
+    "run_time_p50",
+    "run_time_p95",
+    "polls_per_task",
+)
+
+
 class Report:
     """What a batch shows while it runs and when it ends.
 
@@ -406,20 +416,10 @@ class Report:
         return ", ".join(parts)
 
     def _times(self) -> dict[str, float | None]:
-        """The phase times and polls of the tasks that finished in this run."""
+        """The phase times and polls of the tasks that finished in this run (``None`` when
+        nothing was watched in it)."""
         stats = self.statistics
-        if stats is None:  # nothing was watched in this run
-            stats = WatcherStatistics(
-                polls=0, errors=0, throttles=0, watching=0, succeeded=0, failed=0,
-                errored=0, timed_out=0, by_status={}, in_flight=0, rate_cap=None,
-            )  # fmt: skip
-        return {
-            "queue_time_p50": stats.queue_time_p50,
-            "queue_time_p95": stats.queue_time_p95,
-            "run_time_p50": stats.run_time_p50,
-            "run_time_p95": stats.run_time_p95,
-            "polls_per_task": stats.polls_per_task,
-        }
+        return {name: getattr(stats, name, None) for name in _TIMES}
 
     def _times_line(self) -> str:
         stats = self.statistics
@@ -617,12 +617,18 @@ async def _watch(
     all_ended = anyio.Event()
     failed: list[Exception] = []  # the report could not be written (its reader went away)
 
-    def ended(update: TaskUpdate) -> None:
+    def reported(show: Callable[[TaskUpdate], None], update: TaskUpdate) -> bool:
+        """Whether ``show(update)`` could write it; if not, the batch ends."""
         try:
-            report.ended(update)
+            show(update)
         except Exception as exc:
             failed.append(exc)
             all_ended.set()
+            return False
+        return True
+
+    def ended(update: TaskUpdate) -> None:
+        if not reported(report.ended, update):
             return
         seen.add(update.task_id)
         if waiting is not None:
@@ -656,13 +662,8 @@ async def _watch(
 
                     async def show(updates: UpdateStream) -> None:
                         async for update in updates:
-                            if not update.is_terminal:
-                                try:
-                                    report.update(update)
-                                except Exception as exc:
-                                    failed.append(exc)
-                                    all_ended.set()
-                                    return
+                            if not update.is_terminal and not reported(report.update, update):
+                                return
 
                     group.start_soon(show, updates)
                     await all_ended.wait()
