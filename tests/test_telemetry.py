@@ -82,6 +82,11 @@ class Otel:
     def finished(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == name]
 
+    def only(self, name: str) -> tuple[ReadableSpan, dict[str, Any]]:
+        """The one finished span named ``name``, and its attributes."""
+        (span,) = self.finished(name)
+        return span, dict(span.attributes or {})
+
     def metrics(self) -> dict[str, list[Any]]:
         """Each metric's data points, by name."""
         found: dict[str, list[Any]] = {}
@@ -127,8 +132,7 @@ async def test_a_watched_task_has_one_span_from_its_add_to_its_end(otel: Otel) -
         async with otel.client(server) as client:
             await client.wait("t1", poll=EVERY_5)
         polls = sum(1 for r in server.requests if r.task_id == "t1")
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.id"] == "t1"
     assert attributes["anyfast.task.status"] == "SUCCESS"
     assert attributes["anyfast.task.outcome"] == "succeeded"
@@ -171,8 +175,7 @@ async def test_a_failed_task_has_its_kind_and_an_error_status(otel: Otel) -> Non
         async with otel.client(server) as client:
             with pytest.raises(TaskFailedError):
                 await client.wait("t1", poll=EVERY_5)
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.outcome"] == "failed"
     assert attributes["anyfast.task.failure_kind"] == FailureKind.CONTENT_POLICY.value
     assert attributes["error.type"] == "anyfast_async.TaskFailedError"
@@ -188,8 +191,7 @@ async def test_throttled_polls_are_counted_on_the_span_and_in_the_metrics(otel: 
         async with otel.client(server) as client:
             await client.wait("t1", poll=EVERY_5)
             stats_polls = sum(1 for r in server.requests if r.task_id == "t1" and r.status == 200)
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.throttles"] == 2
     assert attributes["anyfast.task.polls"] == stats_polls + 2
     errors = events(span, "anyfast.poll.error")
@@ -210,8 +212,7 @@ async def test_a_stalled_task_says_which_deadline_passed(otel: Otel) -> None:
         async with otel.client(server) as client:
             with pytest.raises(TaskStalledError):
                 await client.wait("t1", poll=EVERY_5, queue_timeout=30)
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    _span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.outcome"] == "timed_out"
     assert attributes["anyfast.task.stall_reason"] == "queue_timeout"
     assert attributes["error.type"] == "anyfast_async.TaskStalledError"
@@ -244,8 +245,7 @@ async def test_a_watcher_closed_with_tasks_running_ends_their_spans(otel: Otel) 
         ):
             watcher.add("t1")
             await updates.__anext__()
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.outcome"] == "closed"
     assert span.status.status_code is StatusCode.UNSET
 
@@ -253,8 +253,7 @@ async def test_a_watcher_closed_with_tasks_running_ends_their_spans(otel: Otel) 
 async def test_a_create_call_has_a_span_with_its_model_and_task(otel: Otel) -> None:
     async with FakeAnyFast(advance="time") as server, otel.client(server) as client:
         created = await client.create_text_to_video("A cat", duration=5)
-    (span,) = otel.finished("anyfast.create")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.create")
     assert attributes["gen_ai.request.model"] == "happyhorse-1.0-t2v"
     assert attributes["anyfast.task.id"] == created.task_id
     assert span.parent is None  # no span of the caller's: a trace of its own
@@ -266,8 +265,7 @@ async def test_a_refused_create_says_it_was_not_sent_through(otel: Otel) -> None
     async with FakeAnyFast(advance="time") as server, otel.client(server) as client:
         with pytest.raises(BadRequestError, match="invalid duration"):
             await client.create_task("happyhorse-1.0-t2v", {"prompt": "x", "duration": 99})
-    (span,) = otel.finished("anyfast.create")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.create")
     assert attributes["anyfast.create.sent"] is False
     assert attributes["error.type"] == "anyfast_async.BadRequestError"
     assert attributes["anyfast.request.id"]
@@ -472,8 +470,7 @@ async def test_a_refused_key_ends_a_wait_as_an_error(otel: Otel) -> None:
         async with otel.client(server) as client:
             with pytest.raises(AuthenticationError):
                 await client.wait("t1", poll=EVERY_5)
-    (span,) = otel.finished("anyfast.watch")
-    attributes = dict(span.attributes or {})
+    span, attributes = otel.only("anyfast.watch")
     assert attributes["anyfast.task.outcome"] == "errored"
     assert attributes["error.type"] == "anyfast_async.AuthenticationError"
     assert span.status.status_code is StatusCode.ERROR
